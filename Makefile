@@ -1,0 +1,45 @@
+# The two commands a newcomer types: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 5000
+export FLASK_APP := wsgi.py
+
+.PHONY: run test lint bench install check-system messages serve-jobs
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Reinstall whenever pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+check-system:
+	@dpkg -s libharfbuzz-subset0 >/dev/null 2>&1 || \
+	  echo "NOTE: Debian's libharfbuzz-subset0 is missing: PDFs render ~4x slower. Install it with: sudo apt-get install libharfbuzz-subset0"
+
+run: install check-system
+	$(BIN)/flask db upgrade
+	$(BIN)/flask portal demo-data --if-empty
+	@echo ""
+	@echo "  The portal runs on http://127.0.0.1:$(PORT)"
+	@echo "  Selfcare: http://127.0.0.1:$(PORT)/login        customer@example.com / Customer-demo-1"
+	@echo "  Staff:    http://127.0.0.1:$(PORT)/staff/login  operator@example.com / Operator-demo-1"
+	@echo ""
+	$(BIN)/flask run --host 127.0.0.1 --port $(PORT)
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check portal tests
+
+# Refresh the translation catalogues after changing user-facing text.
+messages: install
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o portal/translations/messages.pot .
+	$(BIN)/pybabel update -i portal/translations/messages.pot -d portal/translations
+	$(BIN)/pybabel compile -d portal/translations

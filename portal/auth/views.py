@@ -1,0 +1,253 @@
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import current_app, flash, redirect, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from portal.auth import bp
+from portal.auth.forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SecondFactorForm
+from portal.auth.sessions import (
+    client_agent,
+    client_ip,
+    current_auth_session,
+    end_all_sessions,
+    end_session,
+    start_session,
+)
+from portal.auth.totp import decrypt_secret, use_recovery_code, verify_totp
+from portal.domain import DomainError
+from portal.domain import accounts as rules
+from portal.domain.actors import Actor
+from portal.domain.audit import record
+from portal.extensions import db, limiter
+from portal.mail import send_email
+from portal.models import Face
+from portal.web.htmx import render
+
+FACES = {
+    Face.CUSTOMER: {"layout": "selfcare/layout.html", "home": "selfcare.dashboard", "prefix": ""},
+    Face.OPERATOR: {"layout": "staff/layout.html", "home": "staff.dashboard", "prefix": "/staff"},
+}
+
+
+def _ctx(face: Face, **kw):
+    return {"face": face.value, "layout": FACES[face]["layout"], **kw}
+
+
+def safe_next(target: str | None, face: Face) -> str:
+    """Only a local path of the same face; never another host (no open redirect)."""
+    home = url_for(FACES[face]["home"])
+    if not target:
+        return home
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return home
+    is_staff_path = target == "/staff" or target.startswith("/staff/")
+    if (face == Face.OPERATOR) != is_staff_path:
+        return home
+    return target
+
+
+def _account_key() -> str:
+    """Rate-limit key per account: the e-mail tried, whatever IP it comes from."""
+    return "acct:" + rules.normalise_email(request.form.get("email", ""))[:254]
+
+
+def _ip_limit():
+    return current_app.config["LOGIN_LIMIT_PER_IP"]
+
+
+def _account_limit():
+    return current_app.config["LOGIN_LIMIT_PER_ACCOUNT"]
+
+
+def _login(face: Face):
+    form = LoginForm()
+    if current_user.is_authenticated and (current_user.is_operator == (face == Face.OPERATOR)):
+        return redirect(url_for(FACES[face]["home"]))
+    status = 200
+    if form.validate_on_submit():
+        principal = rules.authenticate(db.session, face, form.email.data, form.password.data,
+                                       ip=client_ip(), user_agent=client_agent())
+        if principal is None:
+            db.session.commit()
+            form.form_errors.append(_("Unknown e-mail or wrong password."))
+            status = 422
+        else:
+            pending = principal.totp_enabled_at is not None
+            start_session(principal, pending_second_factor=pending)
+            db.session.commit()
+            nxt = safe_next(request.args.get("next"), face)
+            if pending:
+                return redirect(url_for("auth.operator_verify" if face == Face.OPERATOR else "auth.customer_verify", next=nxt))
+            return redirect(nxt)
+    elif request.method == "POST":
+        status = 422
+    return render("auth/login.html", status=status, **_ctx(face, form=form))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"])
+@limiter.limit(_account_limit, key_func=_account_key, methods=["POST"])
+def customer_login():
+    return _login(Face.CUSTOMER)
+
+
+@bp.route("/staff/login", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"])
+@limiter.limit(_account_limit, key_func=_account_key, methods=["POST"])
+def operator_login():
+    return _login(Face.OPERATOR)
+
+
+def _verify(face: Face):
+    row = current_auth_session(include_pending=True)
+    if row is None or not row.second_factor_pending:
+        return redirect(url_for("auth.operator_login" if face == Face.OPERATOR else "auth.customer_login"))
+    principal = row.operator if face == Face.OPERATOR else row.customer_login
+    if principal is None:
+        return redirect(url_for(FACES[face]["home"]))
+    form = SecondFactorForm()
+    status = 200
+    if form.validate_on_submit():
+        code = form.code.data.strip()
+        ok = verify_totp(decrypt_secret(principal.totp_secret), code) or use_recovery_code(principal, code)
+        actor = Actor.operator(principal, ip=client_ip()) if face == Face.OPERATOR else Actor.customer(principal, ip=client_ip())
+        if ok:
+            # A fresh session row and cookie once both factors are proven.
+            row.revoked_at = row.last_seen_at
+            start_session(principal)
+            record(db.session, actor, f"{face.value}.second_factor_ok", "auth_session", row.id)
+            db.session.commit()
+            return redirect(safe_next(request.args.get("next"), face))
+        record(db.session, actor, f"{face.value}.second_factor_failed", "auth_session", row.id)
+        db.session.commit()
+        form.code.errors = [_("That code is not right. Check your device's clock, or use a recovery code.")]
+        status = 422
+    elif request.method == "POST":
+        status = 422
+    return render("auth/verify.html", status=status, **_ctx(face, form=form))
+
+
+@bp.route("/login/verify", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"])
+def customer_verify():
+    return _verify(Face.CUSTOMER)
+
+
+@bp.route("/staff/login/verify", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"])
+def operator_verify():
+    return _verify(Face.OPERATOR)
+
+
+def _logout(face: Face):
+    if current_user.is_authenticated:
+        actor = Actor.operator(current_user, ip=client_ip()) if current_user.is_operator else Actor.customer(current_user, ip=client_ip())
+        record(db.session, actor, f"{face.value}.logout", "auth_session", None,
+               customer_id=getattr(current_user, "customer_id", None))
+    end_session()
+    flash(_("You have been logged out."), "success")
+    return redirect(url_for("auth.operator_login" if face == Face.OPERATOR else "auth.customer_login"))
+
+
+@bp.post("/logout")
+def customer_logout():
+    return _logout(Face.CUSTOMER)
+
+
+@bp.post("/staff/logout")
+def operator_logout():
+    return _logout(Face.OPERATOR)
+
+
+def _logout_everywhere(face: Face):
+    if not current_user.is_authenticated or current_user.is_operator != (face == Face.OPERATOR):
+        return redirect(url_for("auth.operator_login" if face == Face.OPERATOR else "auth.customer_login"))
+    actor = Actor.operator(current_user, ip=client_ip()) if current_user.is_operator else Actor.customer(current_user, ip=client_ip())
+    count = end_all_sessions(current_user)
+    record(db.session, actor, f"{face.value}.logout_everywhere", "auth_session", None, {"sessions": count},
+           customer_id=getattr(current_user, "customer_id", None))
+    db.session.commit()
+    end_session()
+    flash(_("You have been logged out on every device."), "success")
+    return redirect(url_for("auth.operator_login" if face == Face.OPERATOR else "auth.customer_login"))
+
+
+@bp.post("/logout/everywhere")
+def customer_logout_everywhere():
+    return _logout_everywhere(Face.CUSTOMER)
+
+
+@bp.post("/staff/logout/everywhere")
+def operator_logout_everywhere():
+    return _logout_everywhere(Face.OPERATOR)
+
+
+def _forgot(face: Face):
+    form = ForgotPasswordForm()
+    status = 200
+    if form.validate_on_submit():
+        principal = rules.find_login(db.session, face, form.email.data)
+        if principal is not None and principal.active:
+            token = rules.create_reset_token(db.session, principal, current_app.config["PASSWORD_RESET_MAX_AGE"], ip=client_ip())
+            endpoint = "auth.operator_reset" if face == Face.OPERATOR else "auth.customer_reset"
+            link = url_for(endpoint, token=token, _external=True)
+            send_email(principal.email, _("Reset your password"), "password_reset",
+                       customer_id=getattr(principal, "customer_id", None), link=link,
+                       minutes=int(current_app.config["PASSWORD_RESET_MAX_AGE"].total_seconds() // 60))
+            db.session.commit()
+        # The same answer whether or not the account exists.
+        flash(_("If an account with that e-mail exists, we have sent it a link to set a new password."), "info")
+        return redirect(url_for("auth.operator_login" if face == Face.OPERATOR else "auth.customer_login"))
+    elif request.method == "POST":
+        status = 422
+    return render("auth/forgot.html", status=status, **_ctx(face, form=form))
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"])
+def customer_forgot():
+    return _forgot(Face.CUSTOMER)
+
+
+@bp.route("/staff/password/forgot", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"])
+def operator_forgot():
+    return _forgot(Face.OPERATOR)
+
+
+def _reset(face: Face, token: str):
+    if rules.valid_reset_token(db.session, face, token) is None:
+        return render("auth/reset_invalid.html", status=410, **_ctx(face))
+    form = ResetPasswordForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            rules.reset_password(db.session, face, token, form.password.data, ip=client_ip())
+        except DomainError as exc:
+            db.session.rollback()
+            form.password.errors = [str(exc)]
+            status = 422
+        else:
+            db.session.commit()
+            end_session()
+            flash(_("Your password has been changed. Please log in."), "success")
+            return redirect(url_for("auth.operator_login" if face == Face.OPERATOR else "auth.customer_login"))
+    elif request.method == "POST":
+        status = 422
+    return render("auth/reset.html", status=status, **_ctx(face, form=form))
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"])
+def customer_reset(token):
+    return _reset(Face.CUSTOMER, token)
+
+
+@bp.route("/staff/password/reset/<token>", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"])
+def operator_reset(token):
+    return _reset(Face.OPERATOR, token)

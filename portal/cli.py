@@ -1,0 +1,74 @@
+"""Command line: `flask portal …` now; billing, payments, dunning, documents and services
+groups join as their rules land."""
+from __future__ import annotations
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+from sqlalchemy import func, select
+
+from portal.domain import DomainError
+from portal.domain.actors import Actor
+from portal.extensions import db
+
+portal_cli = AppGroup("portal", help="Set-up and administration of the portal.")
+
+
+@portal_cli.command("demo-data")
+@click.option("--customers", default=200, show_default=True, help="How many customers to create.")
+@click.option("--seed", default=42, show_default=True, help="Random seed: the same seed gives the same data.")
+@click.option("--if-empty", is_flag=True, help="Do nothing when the database already has customers.")
+def demo_data(customers: int, seed: int, if_empty: bool):
+    """Load realistic, deterministic demo data (see README for the demo logins)."""
+    from portal.demo import load_demo_data
+    from portal.models import Customer
+
+    if if_empty and db.session.scalar(select(func.count(Customer.id))):
+        click.echo("Database already has data; demo data not loaded.")
+        return
+    summary = load_demo_data(db.session, customers=customers, seed=seed, progress=click.echo)
+    db.session.commit()
+    click.echo(summary)
+
+
+@portal_cli.command("create-operator")
+@click.option("--email", prompt=True)
+@click.option("--name", prompt=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--admin/--no-admin", default=True, show_default=True, help="Give the operator every right.")
+def create_operator(email: str, name: str, password: str, admin: bool):
+    """Create a staff operator."""
+    from portal.domain.accounts import create_operator as make, ensure_admin_role, ensure_rights
+
+    ensure_rights(db.session)
+    roles = [ensure_admin_role(db.session)] if admin else []
+    try:
+        op = make(db.session, email, name, password, roles, Actor.system("cli"))
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from exc
+    db.session.commit()
+    click.echo(f"Operator {op.email} created (id {op.id}).")
+
+
+@portal_cli.command("create-customer-login")
+@click.option("--customer-number", prompt=True, help="The customer's number.")
+@click.option("--email", prompt=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def create_customer_login(customer_number: str, email: str, password: str):
+    """Create a selfcare login for an existing customer."""
+    from portal.domain.accounts import create_customer_login as make
+    from portal.models import Customer
+
+    customer = db.session.scalar(select(Customer).where(Customer.customer_number == customer_number.strip()))
+    if customer is None:
+        raise click.ClickException(f"No customer with number {customer_number!r}.")
+    try:
+        login = make(db.session, customer, email, password, Actor.system("cli"))
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from exc
+    db.session.commit()
+    click.echo(f"Login {login.email} created for {customer.display_name} ({customer.customer_number}).")
+
+
+def register_cli(app: Flask) -> None:
+    app.cli.add_command(portal_cli)

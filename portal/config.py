@@ -1,0 +1,136 @@
+"""Configuration: defaults here; `instance/portal.cfg` (a Python file) and `PORTAL_*`
+environment variables override them, in that order."""
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 — refused in production
+
+
+class DefaultConfig:
+    # "development" | "production" | "testing"
+    ENV_NAME = "development"
+    SECRET_KEY = DEV_SECRET_KEY
+    DATABASE_URL: str | None = None  # default: sqlite file in instance/
+
+    # Sessions: hardened cookies; the server-side session row is the real authority.
+    SESSION_COOKIE_NAME = "portal_session"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False  # True in production (set by create_app)
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
+    SESSION_IDLE_TIMEOUT = timedelta(hours=2)
+
+    # CSRF: no time limit — a long-open page must still submit (the token is bound to the session).
+    WTF_CSRF_TIME_LIMIT = None
+    WTF_CSRF_HEADERS = ["X-CSRFToken", "X-CSRF-Token"]
+
+    # Rate limits: in-memory counts per worker process; use Redis in production.
+    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_ENABLED = True
+    LOGIN_LIMIT_PER_IP = "20 per minute;200 per hour"
+    LOGIN_LIMIT_PER_ACCOUNT = "5 per minute;30 per hour"
+    RATELIMIT_HEADERS_ENABLED = False
+
+    # Mail: without MAIL_SERVER, messages are written as .eml files to instance/outbox/.
+    MAIL_SERVER: str | None = None
+    MAIL_PORT = 587
+    MAIL_USERNAME: str | None = None
+    MAIL_PASSWORD: str | None = None
+    MAIL_USE_TLS = True
+    MAIL_FROM = "Portal <noreply@example.com>"
+    MAIL_OUTBOX_DIR: str | None = None  # default: instance/outbox
+
+    PASSWORD_RESET_MAX_AGE = timedelta(hours=1)
+
+    # Money and the supplier printed on documents (the partner record wins when present).
+    DEFAULT_CURRENCY = "CZK"
+    SUPPLIER_NAME = "Example Net s.r.o."
+    SUPPLIER_ADDRESS = "Příkladná 1, 110 00 Praha 1"
+    SUPPLIER_COMPANY_ID = "12345679"
+    SUPPLIER_VAT_ID = "CZ12345679"
+    SUPPLIER_IBAN = "CZ6508000000192000145399"
+    SUPPLIER_EMAIL = "billing@example.com"
+    SUPPLIER_PHONE = "+420 800 000 000"
+
+    # Languages offered; the user's setting wins, else Accept-Language.
+    LANGUAGES = ["en", "cs"]
+    BABEL_DEFAULT_LOCALE = "en"
+    BABEL_DEFAULT_TIMEZONE = "Europe/Prague"
+
+    # Behind a reverse proxy: number of proxies to trust for X-Forwarded-* (0 = none).
+    PROXY_FIX = 0
+
+    DOCUMENTS_DIR: str | None = None  # default: instance/documents
+    HUEY_URL: str | None = None  # default: sqlite file in instance/; redis://… in production
+
+    # Operators must enrol TOTP; the demo operator may be exempt.
+    OPERATOR_TOTP_REQUIRED = False
+    OPERATOR_TOTP_EXEMPT = ["operator@example.com"]
+
+    PAGE_SIZE = 25
+
+    # Absolute links in e-mails sent outside a request (CLI, jobs).
+    BASE_URL = "http://127.0.0.1:5000"
+
+
+class TestingConfig(DefaultConfig):
+    ENV_NAME = "testing"
+    TESTING = True
+    SECRET_KEY = "testing-secret-key"
+    RATELIMIT_ENABLED = True
+
+
+def _coerce(raw: str, default: object) -> object:
+    """Environment values are strings; read them in the type of the default."""
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, timedelta):
+        return timedelta(seconds=int(raw))
+    if isinstance(default, list):
+        return json.loads(raw) if raw.strip().startswith("[") else [p.strip() for p in raw.split(",")]
+    return raw
+
+
+def load_config(app, overrides: dict | None = None) -> None:
+    """Defaults → instance/portal.cfg → PORTAL_* environment → explicit overrides."""
+    base = TestingConfig if (overrides or {}).get("TESTING") else DefaultConfig
+    app.config.from_object(base)
+    app.config.from_pyfile("portal.cfg", silent=True)
+    for key, raw in os.environ.items():
+        if not key.startswith("PORTAL_"):
+            continue
+        name = key[len("PORTAL_"):]
+        if name in {"TEST_DATABASE_URL", "BENCH_DATABASE_URL"}:
+            continue
+        default = app.config.get(name)
+        app.config[name] = _coerce(raw, default) if default is not None else raw
+    if overrides:
+        app.config.update(overrides)
+
+    instance = Path(app.instance_path)
+    if not app.config.get("DATABASE_URL"):
+        app.config["DATABASE_URL"] = f"sqlite:///{instance / 'portal.db'}"
+    app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    app.config["MAIL_OUTBOX_DIR"] = app.config.get("MAIL_OUTBOX_DIR") or str(instance / "outbox")
+    app.config["DOCUMENTS_DIR"] = app.config.get("DOCUMENTS_DIR") or str(instance / "documents")
+    if not app.config.get("HUEY_URL"):
+        app.config["HUEY_URL"] = f"sqlite:///{instance / 'jobs.db'}"
+
+    if app.config["ENV_NAME"] == "production":
+        if app.config["SECRET_KEY"] in {DEV_SECRET_KEY, "", None} or len(str(app.config["SECRET_KEY"])) < 32:
+            raise RuntimeError(
+                "Refusing to start in production with the default or a short SECRET_KEY: "
+                "set PORTAL_SECRET_KEY to a random value of at least 32 characters."
+            )
+        app.config["SESSION_COOKIE_SECURE"] = True
+        app.config["REMEMBER_COOKIE_SECURE"] = True
+        app.config.setdefault("PREFERRED_URL_SCHEME", "https")

@@ -1,0 +1,70 @@
+"""Outbound e-mail. Without MAIL_SERVER every message is written as an .eml file to the
+outbox folder (and logged), which is how development and tests read them."""
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+
+from flask import current_app, render_template
+
+from portal.extensions import db
+from portal.models import EmailState, OutboundEmail
+from portal.models.base import utcnow
+
+log = logging.getLogger("portal.mail")
+
+
+def send_email(to: str, subject: str, template: str, *, customer_id: int | None = None,
+               attachments: list[tuple[str, str, bytes]] | None = None, **context) -> OutboundEmail:
+    """Render `templates/emails/<template>.txt` and deliver it. Records an OutboundEmail row
+    in the caller's transaction; delivery failures are recorded, never raised."""
+    body = render_template(f"emails/{template}.txt", **context)
+    msg = EmailMessage()
+    msg["From"] = current_app.config["MAIL_FROM"]
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = make_msgid(domain="portal.local")
+    msg.set_content(body)
+    for filename, mime, data in attachments or []:
+        maintype, subtype = mime.split("/", 1)
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+
+    row = OutboundEmail(to=to, subject=subject[:300], template=template, customer_id=customer_id)
+    db.session.add(row)
+    db.session.flush()
+    try:
+        if current_app.config.get("MAIL_SERVER"):
+            _smtp_send(msg)
+        else:
+            row.body_path = str(_write_outbox(msg, row.id))
+            log.info("e-mail to %s: %s (written to %s)", to, subject, row.body_path)
+        row.state = EmailState.SENT
+        row.sent_at = utcnow()
+    except (OSError, smtplib.SMTPException) as exc:
+        row.state = EmailState.FAILED
+        row.error = str(exc)[:2000]
+        log.warning("e-mail to %s failed: %s", to, exc)
+    return row
+
+
+def _write_outbox(msg: EmailMessage, email_id: int) -> Path:
+    outbox = Path(current_app.config["MAIL_OUTBOX_DIR"])
+    outbox.mkdir(parents=True, exist_ok=True)
+    path = outbox / f"{utcnow():%Y%m%dT%H%M%S}-{email_id:06d}.eml"
+    path.write_bytes(bytes(msg))
+    return path
+
+
+def _smtp_send(msg: EmailMessage) -> None:
+    cfg = current_app.config
+    with smtplib.SMTP(cfg["MAIL_SERVER"], int(cfg["MAIL_PORT"]), timeout=20) as smtp:
+        if cfg.get("MAIL_USE_TLS"):
+            smtp.starttls(context=ssl.create_default_context())
+        if cfg.get("MAIL_USERNAME"):
+            smtp.login(cfg["MAIL_USERNAME"], cfg["MAIL_PASSWORD"] or "")
+        smtp.send_message(msg)

@@ -1,0 +1,76 @@
+"""The one model both faces share. Importing this package registers every table."""
+from .accounts import (  # noqa: F401
+    RIGHTS,
+    AuthSession,
+    CustomerLogin,
+    Face,
+    LoginEvent,
+    OneTimeCode,
+    Operator,
+    PasswordResetToken,
+    Right,
+    Role,
+)
+from .agreements import AcceptanceMethod, Agreement, AgreementAcceptance, AgreementState, AgreementType, Numbering  # noqa: F401
+from .audit import AuditEntry  # noqa: F401
+from .base import Base  # noqa: F401
+from .billing import (  # noqa: F401
+    BillingRun,
+    BillingRunState,
+    Charge,
+    ChargeKind,
+    Invoice,
+    InvoiceLine,
+    InvoiceState,
+    InvoiceType,
+    InvoiceVat,
+    Payment,
+    PaymentAllocation,
+    PaymentSource,
+    PaymentState,
+    StatementFormat,
+    StatementImport,
+)
+from .catalog import (  # noqa: F401
+    BillingPlan,
+    Delivery,
+    Discount,
+    DiscountKind,
+    NumberSequence,
+    PaymentMethod,
+    Period,
+    PriceChange,
+    ServiceDefinition,
+    ServiceGroup,
+    ServiceGroupKind,
+)
+from .customers import (  # noqa: F401
+    AddressKind,
+    Contact,
+    ContactKind,
+    ContactPurpose,
+    Currency,
+    Customer,
+    CustomerAddress,
+    CustomerGroup,
+    CustomerKind,
+    Language,
+    Location,
+    Partner,
+)
+from .documents import DocumentKind, EmailState, Job, JobState, OutboundEmail, StoredDocument  # noqa: F401
+from .dunning import BlockingException, CaseState, DebtRecoveryCase, ExceptionKind, Reminder, ReminderLevel  # noqa: F401
+from .requests import CustomerRequest, RequestComment, RequestKind, RequestState  # noqa: F401
+from .services import (  # noqa: F401
+    ActorType,
+    Aggregation,
+    CustomerService,
+    Rounding,
+    ServiceEvent,
+    ServiceEventKind,
+    ServiceState,
+    UsageInstance,
+    UsageItem,
+    UsageReading,
+    UsageTracker,
+)

@@ -1,0 +1,100 @@
+"""What both faces share at the HTTP edge: security headers, error pages, template helpers."""
+from __future__ import annotations
+
+import secrets
+from datetime import date, datetime
+from decimal import Decimal
+
+from flask import Flask, g, render_template, request
+from flask_babel import format_currency, format_date, format_datetime, get_locale
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+
+from portal.web.htmx import is_htmx
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'self'; object-src 'none'"
+)
+
+
+def _security_headers(response):
+    h = response.headers
+    h.setdefault("Content-Security-Policy", CSP)
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("X-Frame-Options", "DENY")
+    # Not "no-referrer": Flask-WTF checks the Referer on HTTPS and would reject every form.
+    h.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if request.is_secure:
+        h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    if request.endpoint != "static":
+        # Pages show personal data: never store them in shared caches.
+        h.setdefault("Cache-Control", "no-store")
+    if "HX-Request" in request.headers:
+        h.add("Vary", "HX-Request")
+    return response
+
+
+def _error_page(status: int, message: str | None = None):
+    if is_htmx():
+        # HTMX swaps nothing on errors by default; send a short fragment it can show.
+        return render_template("errors/_fragment.html", status=status, message=message), status
+    return render_template([f"errors/{status}.html", "errors/generic.html"], status=status, message=message), status
+
+
+def money(amount, currency: str = "CZK") -> str:
+    if amount is None:
+        return ""
+    return format_currency(Decimal(amount), str(currency))
+
+
+def init_web(app: Flask) -> None:
+    app.after_request(_security_headers)
+
+    @app.before_request
+    def _request_id():
+        g.request_id = request.headers.get("X-Request-ID", "")[:40] or secrets.token_hex(8)
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(e):
+        return _error_page(400, _("The form expired or was sent from elsewhere. Please reload the page and try again."))
+
+    for status in (400, 403, 404, 405, 413, 429):
+        app.register_error_handler(status, lambda e, s=status: _error_page(s))
+
+    @app.errorhandler(500)
+    def _server_error(e):
+        from portal.extensions import db
+
+        db.session.rollback()
+        return _error_page(500)
+
+    def has_endpoint(name: str) -> bool:
+        return name in app.view_functions
+
+    def current_locale_code() -> str:
+        return str(get_locale() or "en")
+
+    # Globals (not a context processor): imported macros see them too.
+    app.jinja_env.globals["has_endpoint"] = has_endpoint
+
+    @app.context_processor
+    def _globals():
+        return {"current_locale_code": current_locale_code()}
+
+    app.jinja_env.filters["money"] = money
+
+    def _date(value, fmt: str = "medium"):
+        if value is None:
+            return ""
+        if isinstance(value, datetime):
+            return format_datetime(value, fmt)
+        if isinstance(value, date):
+            return format_date(value, fmt)
+        return value
+
+    app.jinja_env.filters["date"] = _date
+    app.jinja_env.filters["datetime"] = lambda v, fmt="medium": format_datetime(v, fmt) if v else ""
