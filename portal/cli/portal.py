@@ -1,9 +1,7 @@
-"""Command line: `flask portal …` now; billing, payments, dunning, documents and services
-groups join as their rules land."""
+"""`flask portal …`: set-up and administration."""
 from __future__ import annotations
 
 import click
-from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
@@ -11,10 +9,10 @@ from portal.domain import DomainError
 from portal.domain.actors import Actor
 from portal.extensions import db
 
-portal_cli = AppGroup("portal", help="Set-up and administration of the portal.")
+group = AppGroup("portal", help="Set-up and administration of the portal.")
 
 
-@portal_cli.command("demo-data")
+@group.command("demo-data")
 @click.option("--customers", default=200, show_default=True, help="How many customers to create.")
 @click.option("--seed", default=42, show_default=True, help="Random seed: the same seed gives the same data.")
 @click.option("--if-empty", is_flag=True, help="Do nothing when the database already has customers.")
@@ -31,7 +29,7 @@ def demo_data(customers: int, seed: int, if_empty: bool):
     click.echo(summary)
 
 
-@portal_cli.command("create-operator")
+@group.command("create-operator")
 @click.option("--email", prompt=True)
 @click.option("--name", prompt=True)
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
@@ -50,7 +48,7 @@ def create_operator(email: str, name: str, password: str, admin: bool):
     click.echo(f"Operator {op.email} created (id {op.id}).")
 
 
-@portal_cli.command("create-customer-login")
+@group.command("create-customer-login")
 @click.option("--customer-number", prompt=True, help="The customer's number.")
 @click.option("--email", prompt=True)
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
@@ -69,6 +67,3 @@ def create_customer_login(customer_number: str, email: str, password: str):
     db.session.commit()
     click.echo(f"Login {login.email} created for {customer.display_name} ({customer.customer_number}).")
 
-
-def register_cli(app: Flask) -> None:
-    app.cli.add_command(portal_cli)
