@@ -90,6 +90,7 @@ class CustomerFactory(Base):
     kind = CustomerKind.PERSON
     first_name = "Jana"
     last_name = factory.Sequence(lambda n: f"Nováková{n}")
+    company_name = None
     name_key = factory.LazyAttribute(lambda o: (o.last_name or o.company_name or "").lower())
     street = "Dlouhá 5"
     city = "Brno"
