@@ -11,7 +11,14 @@ from .accounts import (  # noqa: F401
     Right,
     Role,
 )
-from .agreements import AcceptanceMethod, Agreement, AgreementAcceptance, AgreementState, AgreementType, Numbering  # noqa: F401
+from .agreements import (  # noqa: F401
+    AcceptanceMethod,
+    Agreement,
+    AgreementAcceptance,
+    AgreementState,
+    AgreementType,
+    Numbering,
+)
 from .audit import AuditEntry  # noqa: F401
 from .base import Base  # noqa: F401
 from .billing import (  # noqa: F401
@@ -59,7 +66,14 @@ from .customers import (  # noqa: F401
     Partner,
 )
 from .documents import DocumentKind, EmailState, Job, JobState, OutboundEmail, StoredDocument  # noqa: F401
-from .dunning import BlockingException, CaseState, DebtRecoveryCase, ExceptionKind, Reminder, ReminderLevel  # noqa: F401
+from .dunning import (  # noqa: F401
+    BlockingException,
+    CaseState,
+    DebtRecoveryCase,
+    ExceptionKind,
+    Reminder,
+    ReminderLevel,
+)
 from .requests import CustomerRequest, RequestComment, RequestKind, RequestState  # noqa: F401
 from .services import (  # noqa: F401
     ActorType,

@@ -18,7 +18,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import ZERO, Base, Money, Quantity, Rate, StrEnumType, TimestampMixin, UnitPrice, UTCDateTime
+from .base import (
+    ZERO,
+    Base,
+    Money,
+    Quantity,
+    Rate,
+    StrEnumType,
+    TimestampMixin,
+    UnitPrice,
+    UTCDateTime,
+)
 from .customers import Currency, Customer, Location
 from .services import ActorType, CustomerService
 

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Base, Money, Rate, StrEnumType, TimestampMixin, UnitPrice
+from .base import Base, Rate, StrEnumType, TimestampMixin, UnitPrice
 
 
 class ServiceGroupKind(enum.StrEnum):

@@ -5,13 +5,24 @@ import enum
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Boolean, CheckConstraint, Column, Date, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import ZERO, Base, Money, StrEnumType, TimestampMixin, UTCDateTime
 from .billing import Invoice
 from .customers import Customer
-from .services import ActorType
 
 
 class CaseState(enum.StrEnum):
