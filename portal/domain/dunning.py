@@ -1,0 +1,577 @@
+"""Dunning: reminder levels, debt recovery cases, blocking and unblocking.
+
+A run on a date (`run_dunning`) looks at every customer with overdue invoices or an open
+case:
+
+* **Overdue** = issued invoices (type `invoice`, not advances or credit notes) with an amount
+  still due and a due date before the run date. Days overdue = days since the oldest overdue
+  due date.
+* **Levels**: the customer's billing plan's ladder (reminder_level rows of that plan), else the
+  default ladder (rows without a plan). The highest level whose days_overdue is reached counts.
+* **Reminders**: a debt recovery case follows the customer's debt; when the reached level is
+  higher than the case's, a reminder at that level is issued (intermediate levels a late run
+  jumped over are not sent afterwards), so a case never gets two reminders of one level. A fee
+  becomes a `fee` charge (VAT 0: a reminder fee is compensation, not a taxable supply) that
+  the next billing run invoices; the reminder is e-mailed.
+* **Blocking**: once a blocking level is reached, if the customer's billing plan allows blocking
+  (no plan: allowed), the customer is not exempt ("never block" exception or the customer's
+  dunning_exempt flag) and no postponement runs (until ≥ run date), every ACTIVE service is
+  blocked through `lifecycle.block` with the event linked to the case.
+* **Unblocking**: a case is settled when the customer has nothing overdue any more, or when
+  every invoice its reminders covered is paid and what is still overdue has not reached a
+  blocking level. A settled case unblocks exactly the services it blocked that are still
+  blocked by it (a service staff blocked themselves stays blocked) and closes.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import literal, select
+from sqlalchemy.orm import Session, joinedload, selectinload
+
+from portal.domain import DomainError, lifecycle
+from portal.domain.actors import Actor
+from portal.domain.audit import record
+from portal.models import (
+    ActorType,
+    BlockingException,
+    CaseState,
+    Charge,
+    ChargeKind,
+    ContactKind,
+    ContactPurpose,
+    Customer,
+    CustomerLogin,
+    CustomerService,
+    DebtRecoveryCase,
+    ExceptionKind,
+    Invoice,
+    InvoiceState,
+    InvoiceType,
+    Reminder,
+    ReminderLevel,
+    ServiceState,
+)
+from portal.models.base import ZERO, utcnow
+
+Progress = Callable[[int, int], None]  # (customers done, customers in total)
+
+
+@dataclass
+class DunningResult:
+    """What a run did (or, with dry_run, would do)."""
+
+    on: date
+    dry_run: bool = False
+    customers_considered: int = 0
+    reminders_by_level: dict[int, int] = field(default_factory=dict)
+    cases_opened: int = 0
+    cases_blocked: int = 0
+    blocked_services: int = 0
+    blocking_postponed: int = 0
+    unblocked_services: int = 0
+    cases_closed: int = 0
+    fees_charged: int = 0
+    fees_total: dict[str, Decimal] = field(default_factory=dict)  # per currency
+    emails_sent: int = 0
+
+    @property
+    def reminders(self) -> int:
+        return sum(self.reminders_by_level.values())
+
+    def as_dict(self) -> dict:
+        return {
+            "on": self.on.isoformat(),
+            "dry_run": self.dry_run,
+            "customers_considered": self.customers_considered,
+            "reminders_by_level": {str(k): v for k, v in sorted(self.reminders_by_level.items())},
+            "cases_opened": self.cases_opened,
+            "cases_blocked": self.cases_blocked,
+            "blocked_services": self.blocked_services,
+            "blocking_postponed": self.blocking_postponed,
+            "unblocked_services": self.unblocked_services,
+            "cases_closed": self.cases_closed,
+            "fees_charged": self.fees_charged,
+            "fees_total": {k: str(v) for k, v in sorted(self.fees_total.items())},
+            "emails_sent": self.emails_sent,
+        }
+
+    def summary(self) -> str:
+        levels = ", ".join(f"level {k}: {v}" for k, v in sorted(self.reminders_by_level.items())) or "none"
+        fees = ", ".join(f"{v} {k}" for k, v in sorted(self.fees_total.items())) or "0"
+        return "\n".join([
+            f"Dunning run on {self.on.isoformat()}{' (dry run: nothing written)' if self.dry_run else ''}",
+            f"  customers considered: {self.customers_considered}",
+            f"  reminders: {self.reminders} ({levels})",
+            f"  fees charged: {self.fees_charged} ({fees})",
+            f"  cases opened: {self.cases_opened}, blocked: {self.cases_blocked}, closed: {self.cases_closed}",
+            f"  services blocked: {self.blocked_services}, unblocked: {self.unblocked_services}",
+            f"  blocking postponed: {self.blocking_postponed}",
+            f"  e-mails sent: {self.emails_sent}",
+        ])
+
+
+# -- what is overdue -----------------------------------------------------------------------------
+
+
+def _overdue_query(customer_ids: list[int], on: date):
+    """Rows of (invoice, credited) for the customers' overdue invoices. The payment rules'
+    view of "credited" (credit notes that settle an invoice) is used when present; without it
+    credited is 0 and what is due is gross − paid."""
+    try:
+        from portal.domain.payments import credited_expr
+    except ImportError:  # the payment rules not there yet
+        credited = literal(0)
+    else:
+        credited = credited_expr()
+    return (
+        select(Invoice, credited.label("credited"))
+        .where(
+            Invoice.customer_id.in_(customer_ids),
+            Invoice.type == InvoiceType.INVOICE,
+            Invoice.state == InvoiceState.ISSUED,
+            Invoice.due_date < on,
+            Invoice.gross_total - Invoice.paid_amount - credited > 0,
+        )
+        .order_by(Invoice.customer_id, Invoice.due_date, Invoice.id)
+    )
+
+
+def _due(invoice: Invoice, credited) -> Decimal:
+    try:
+        from portal.domain.payments import invoice_due
+    except ImportError:
+        return invoice.amount_due
+    return invoice_due(invoice, credited)
+
+
+def overdue_by_customer(session: Session, customer_ids: list[int], on: date) -> dict[int, list[tuple[Invoice, Decimal]]]:
+    """{customer id: [(invoice, amount due), …]} — overdue on `on` means an issued invoice
+    (type invoice) with something still due and a due date before `on`; oldest due first."""
+    out: dict[int, list[tuple[Invoice, Decimal]]] = defaultdict(list)
+    for invoice, credited in session.execute(_overdue_query(customer_ids, on)):
+        due = _due(invoice, credited)
+        if due > 0:
+            out[invoice.customer_id].append((invoice, due))
+    return out
+
+
+def overdue_invoices(session: Session, customer_id: int, on: date) -> list[tuple[Invoice, Decimal]]:
+    """The customer's overdue invoices on `on` with what is due on each, oldest due first."""
+    return overdue_by_customer(session, [customer_id], on).get(customer_id, [])
+
+
+def ladders(session: Session) -> dict[int | None, list[ReminderLevel]]:
+    """Reminder levels by billing plan id (None = the default ladder), lowest level first."""
+    out: dict[int | None, list[ReminderLevel]] = defaultdict(list)
+    for level in session.scalars(select(ReminderLevel).order_by(ReminderLevel.level)):
+        out[level.billing_plan_id].append(level)
+    return dict(out)
+
+
+def ladder_for(customer: Customer, all_ladders: dict[int | None, list[ReminderLevel]]) -> list[ReminderLevel]:
+    """The customer's billing plan's ladder if it has one, else the default ladder."""
+    return all_ladders.get(customer.billing_plan_id) or all_ladders.get(None) or []
+
+
+def open_case(session: Session, customer_id: int) -> DebtRecoveryCase | None:
+    return session.scalar(
+        select(DebtRecoveryCase)
+        .where(DebtRecoveryCase.customer_id == customer_id, DebtRecoveryCase.state != CaseState.CLOSED)
+        .order_by(DebtRecoveryCase.id.desc())
+        .limit(1)
+    )
+
+
+def _exception_state(exceptions: list[BlockingException], on: date) -> tuple[bool, date | None]:
+    never, until = False, None
+    for exc in exceptions:
+        if exc.revoked_at is not None:
+            continue
+        if exc.kind == ExceptionKind.NEVER_BLOCK:
+            never = True
+        elif exc.until is not None and exc.until >= on and (until is None or exc.until > until):
+            until = exc.until
+    return never, until
+
+
+def active_exceptions(session: Session, customer_id: int, on: date) -> tuple[bool, date | None]:
+    """(never block?, postponed until) from the customer's unrevoked exceptions on `on`."""
+    return _exception_state(list(session.scalars(
+        select(BlockingException).where(BlockingException.customer_id == customer_id,
+                                        BlockingException.revoked_at.is_(None))
+    )), on)
+
+
+def services_blocked_by(session: Session, case: DebtRecoveryCase) -> list[CustomerService]:
+    """The customer's services that are blocked because of this case (their blocking event is
+    linked to it) — never a service staff blocked themselves."""
+    services = session.scalars(
+        select(CustomerService)
+        .where(CustomerService.customer_id == case.customer_id, CustomerService.state == ServiceState.BLOCKED)
+        .order_by(CustomerService.id)
+    ).all()
+    out = []
+    for service in services:
+        event = lifecycle.blocking_event(service)
+        if event is not None and event.debt_recovery_case_id == case.id:
+            out.append(service)
+    return out
+
+
+def billing_email(session: Session, customer: Customer) -> str | None:
+    """Where dunning writes: the billing e-mail contact, else the primary e-mail contact, else
+    the customer's selfcare login."""
+    emails = [c for c in customer.contacts if c.kind == ContactKind.EMAIL and c.value]
+    billing = sorted((c for c in emails if c.purpose == ContactPurpose.BILLING), key=lambda c: (not c.primary, c.id))
+    if billing:
+        return billing[0].value
+    primary = [c for c in emails if c.primary]
+    if primary:
+        return primary[0].value
+    return session.scalar(
+        select(CustomerLogin.email).where(CustomerLogin.customer_id == customer.id).order_by(CustomerLogin.id).limit(1)
+    )
+
+
+def _send(session: Session, customer: Customer, to: str | None, subject, template: str, **context) -> bool:
+    """E-mail the customer in their language (`subject` is a lazy string); True when sent."""
+    if not to:
+        return False
+    from flask_babel import force_locale
+
+    from portal.mail import send_email
+    from portal.models import EmailState
+
+    lang = customer.language.value if customer.language else None
+    with force_locale(lang):
+        row = send_email(to, str(subject), template, customer_id=customer.id, customer=customer, **context)
+    return row.state == EmailState.SENT
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+def _candidates(session: Session, on: date) -> list[int]:
+    overdue = select(Invoice.customer_id).where(
+        Invoice.type == InvoiceType.INVOICE,
+        Invoice.state == InvoiceState.ISSUED,
+        Invoice.paid_amount < Invoice.gross_total,
+        Invoice.due_date < on,
+    )
+    cases = select(DebtRecoveryCase.customer_id).where(DebtRecoveryCase.state != CaseState.CLOSED)
+    ids = set(session.scalars(overdue)) | set(session.scalars(cases))
+    return sorted(ids)
+
+
+BATCH = 200  # customers loaded (with contacts, cases, exceptions) per round of queries
+
+
+def run_dunning(session: Session, *, on: date, actor: Actor, progress: Progress | None = None,
+                dry_run: bool = False) -> DunningResult:
+    """One dunning run on `on` (rules in the module docstring). With `dry_run` nothing is
+    written and no e-mail leaves: the result says what a real run would do. A real run
+    writes one audit entry with the counts, besides the entries of each reminder, block and
+    unblock."""
+    result = DunningResult(on=on, dry_run=dry_run)
+    all_ladders = ladders(session)
+    ids = _candidates(session, on)
+    total = len(ids)
+    if progress:
+        progress(0, total)
+    done = 0
+    for start in range(0, total, BATCH):
+        chunk = ids[start:start + BATCH]
+        customers = session.scalars(
+            select(Customer)
+            .options(selectinload(Customer.contacts), joinedload(Customer.location), joinedload(Customer.billing_plan))
+            .where(Customer.id.in_(chunk))
+            .order_by(Customer.id)
+        ).unique().all()
+        cases: dict[int, DebtRecoveryCase] = {}
+        for case in session.scalars(
+            select(DebtRecoveryCase)
+            .options(selectinload(DebtRecoveryCase.reminders).selectinload(Reminder.invoices))
+            .where(DebtRecoveryCase.customer_id.in_(chunk), DebtRecoveryCase.state != CaseState.CLOSED)
+            .order_by(DebtRecoveryCase.id)
+        ):
+            cases[case.customer_id] = case  # the newest open case wins
+        exceptions: dict[int, list[BlockingException]] = defaultdict(list)
+        for exc in session.scalars(
+            select(BlockingException)
+            .where(BlockingException.customer_id.in_(chunk), BlockingException.revoked_at.is_(None))
+        ):
+            exceptions[exc.customer_id].append(exc)
+        overdue = overdue_by_customer(session, chunk, on)
+        for customer in customers:
+            result.customers_considered += 1
+            _dun_customer(session, customer, ladder_for(customer, all_ladders), overdue.get(customer.id, []),
+                          cases.get(customer.id),
+                          _exception_state(exceptions[customer.id], on), on=on, actor=actor, result=result,
+                          dry_run=dry_run)
+            done += 1
+            if progress:
+                progress(done, total)
+    if not dry_run:
+        record(session, actor, "dunning.run", "dunning_run", None, result.as_dict())
+        session.flush()
+    return result
+
+
+def _dun_customer(session: Session, customer: Customer, ladder: list[ReminderLevel],
+                  overdue: list[tuple[Invoice, Decimal]], case: DebtRecoveryCase | None, exception_state: tuple[bool, date | None], *, on: date,
+                  actor: Actor, result: DunningResult, dry_run: bool) -> None:
+    overdue_amount = sum((due for _, due in overdue), ZERO)
+    days = (on - overdue[0][0].due_date).days if overdue else 0
+    reached = [lvl for lvl in ladder if overdue and days >= lvl.days_overdue]
+    top = max(reached, key=lambda lvl: lvl.level) if reached else None
+    blocking_reached = any(lvl.blocks for lvl in reached)
+    to = billing_email(session, customer) if (case is not None or top is not None) else None
+    currency = customer.location.currency.value
+
+    # 1. A settled case unblocks what it blocked and closes.
+    if case is not None:
+        covered = {inv.id: inv for r in case.reminders for inv in r.invoices}
+        still_due = {inv.id for inv, _ in overdue}
+        settled = overdue_amount == 0 or (
+            bool(covered) and not (set(covered) & still_due) and not blocking_reached
+        )
+        if settled:
+            services = services_blocked_by(session, case)
+            result.unblocked_services += len(services)
+            result.cases_closed += 1
+            if services and to:
+                result.emails_sent += 1
+            if not dry_run:
+                _close_case(session, case, services, customer, to, on=on, actor=actor)
+            case = None
+
+    if top is None:
+        return
+
+    # 2. A reminder when a higher level is reached.
+    never_block, postponed_until = exception_state
+    plan = customer.billing_plan
+    blockable = (plan is None or plan.block_enabled) and not customer.dunning_exempt and not never_block
+    case_level = case.level if case is not None else 0
+    if top.level > case_level:
+        result.reminders_by_level[top.level] = result.reminders_by_level.get(top.level, 0) + 1
+        if top.fee > 0:
+            result.fees_charged += 1
+            result.fees_total[currency] = result.fees_total.get(currency, ZERO) + top.fee
+        if to:
+            result.emails_sent += 1
+        if case is None:
+            result.cases_opened += 1
+        if not dry_run:
+            if case is None:
+                case = _open_case(session, customer, on=on, actor=actor)
+            _issue_reminder(session, case, customer, top, ladder, overdue, days, to, on=on, actor=actor,
+                            blockable=blockable, postponed_until=postponed_until)
+
+    # 3. Blocking once a blocking level is reached.
+    if blocking_reached and blockable and (case is None or case.state != CaseState.BLOCKED):
+        if postponed_until is not None:
+            result.blocking_postponed += 1
+        else:
+            services = session.scalars(
+                select(CustomerService)
+                .where(CustomerService.customer_id == customer.id, CustomerService.state == ServiceState.ACTIVE)
+                .order_by(CustomerService.id)
+            ).all()
+            result.cases_blocked += 1
+            result.blocked_services += len(services)
+            if services and to:
+                result.emails_sent += 1
+            if not dry_run:
+                _block_case(session, case, services, customer, overdue_amount, to, on=on, actor=actor)
+
+    if not dry_run and case is not None and case.state != CaseState.BLOCKED:
+        # A postponement shows on the case while it runs; afterwards the case is just reminded.
+        case.state = CaseState.POSTPONED if postponed_until is not None else CaseState.REMINDED
+        case.postponed_until = postponed_until
+
+
+def _open_case(session: Session, customer: Customer, *, on: date, actor: Actor) -> DebtRecoveryCase:
+    case = DebtRecoveryCase(customer_id=customer.id, state=CaseState.OPEN, level=0, opened_on=on)
+    session.add(case)
+    session.flush()
+    record(session, actor, "dunning.case_opened", "debt_recovery_case", case.id,
+           {"state": [None, CaseState.OPEN], "opened_on": [None, on]}, customer_id=customer.id)
+    return case
+
+
+def _issue_reminder(session: Session, case: DebtRecoveryCase, customer: Customer, level: ReminderLevel,
+                    ladder: list[ReminderLevel], overdue: list[tuple[Invoice, Decimal]], days: int,
+                    to: str | None, *, on: date, actor: Actor, blockable: bool,
+                    postponed_until: date | None) -> Reminder:
+    amount_due = sum((due for _, due in overdue), ZERO)
+    block_on = None
+    following = [lvl for lvl in ladder if lvl.blocks and lvl.level > level.level]
+    if blockable and following and not level.blocks:
+        nxt = min(following, key=lambda lvl: lvl.level)
+        block_on = on + timedelta(days=max(nxt.days_overdue - days, 0))
+        if postponed_until is not None and postponed_until >= block_on:
+            block_on = postponed_until + timedelta(days=1)
+    reminder = Reminder(
+        case=case,
+        customer_id=customer.id,
+        level=level.level,
+        issued_on=on,
+        pay_by=on + timedelta(days=level.pay_within_days),
+        block_on=block_on,
+        amount_due=amount_due,
+        fee=level.fee or ZERO,
+        invoices=[inv for inv, _ in overdue],
+    )
+    session.add(reminder)
+    session.flush()
+    currency = customer.location.currency
+    if level.fee and level.fee > 0:
+        charge = Charge(
+            customer_id=customer.id,
+            customer_service_id=None,
+            billing_plan_id=customer.billing_plan_id,
+            period_start=on,
+            period_end=on,
+            kind=ChargeKind.FEE,
+            discriminator=f"reminder:{reminder.id}",
+            description=f"Reminder fee (level {level.level})",
+            quantity=Decimal(1),
+            unit="pcs",
+            unit_price=level.fee,
+            vat_rate=ZERO,  # compensation for late payment: outside the scope of VAT
+            net=level.fee,
+            vat=ZERO,
+            gross=level.fee,
+            currency=currency,
+        )
+        session.add(charge)
+        session.flush()
+        reminder.fee_charge_id = charge.id
+    before = case.level
+    case.level = level.level
+    sent = _send(session, customer, to, _l("Payment reminder"), "reminder", reminder=reminder, level=level,
+                 invoices=overdue, amount_due=amount_due, currency=currency.value, days_overdue=days)
+    if sent:
+        reminder.sent_at = utcnow()
+    record(session, actor, "dunning.reminder_issued", "reminder", reminder.id,
+           {"case_id": case.id, "level": [before, level.level], "amount_due": amount_due,
+            "invoices": [inv.number for inv, _ in overdue], "fee": reminder.fee, "fee_charge_id": reminder.fee_charge_id,
+            "pay_by": reminder.pay_by, "block_on": block_on, "emailed_to": to if sent else None},
+           customer_id=customer.id)
+    return reminder
+
+
+def _block_case(session: Session, case: DebtRecoveryCase, services: list[CustomerService], customer: Customer,
+                amount_due: Decimal, to: str | None, *, on: date, actor: Actor) -> None:
+    reason = f"Overdue debt {amount_due} {customer.location.currency.value} (debt recovery case #{case.id})"
+    for service in services:
+        lifecycle.block(session, service, actor=actor, on=on, reason=reason, case=case, today=on)
+    before = case.state
+    case.state = CaseState.BLOCKED
+    case.blocked_on = on
+    case.postponed_until = None
+    sent = bool(services) and _send(session, customer, to, _l("Your services have been blocked"), "service_blocked",
+                                    case=case, services=services, amount_due=amount_due,
+                                    currency=customer.location.currency.value)
+    record(session, actor, "dunning.case_blocked", "debt_recovery_case", case.id,
+           {"state": [before, CaseState.BLOCKED], "blocked_on": [None, on], "services": [s.id for s in services],
+            "amount_due": amount_due, "emailed_to": to if sent else None},
+           customer_id=customer.id)
+
+
+def _close_case(session: Session, case: DebtRecoveryCase, services: list[CustomerService], customer: Customer,
+                to: str | None, *, on: date, actor: Actor) -> None:
+    for service in services:
+        lifecycle.unblock(session, service, actor=actor, on=on, reason=f"Debt paid (debt recovery case #{case.id})",
+                          case=case, today=on)
+    before = case.state
+    case.state = CaseState.CLOSED
+    case.closed_on = on
+    case.postponed_until = None
+    sent = bool(services) and _send(session, customer, to, _l("Your services are running again"), "service_unblocked",
+                                    case=case, services=services)
+    record(session, actor, "dunning.case_closed", "debt_recovery_case", case.id,
+           {"state": [before, CaseState.CLOSED], "closed_on": [None, on], "unblocked": [s.id for s in services],
+            "emailed_to": to if sent else None},
+           customer_id=customer.id)
+
+
+# -- exceptions --------------------------------------------------------------------------------------
+
+
+def _author(actor: Actor) -> dict:
+    return {"created_by_id": actor.id if actor.type == ActorType.OPERATOR else None,
+            "created_by_name": actor.name[:200]}
+
+
+def postpone_blocking(session: Session, customer: Customer, *, until: date, reason: str, actor: Actor,
+                      today: date | None = None) -> BlockingException:
+    """Staff postpone blocking until a date (inclusive), with a reason: runs up to that day
+    remind but do not block. The open case shows state postponed and postponed_until.
+    A service already blocked stays blocked."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError("Give a reason.", field="reason")
+    if until < (today or date.today()):
+        raise DomainError("The date must not be in the past.", field="until")
+    exc = BlockingException(customer_id=customer.id, kind=ExceptionKind.POSTPONE, until=until, reason=reason,
+                            **_author(actor))
+    session.add(exc)
+    session.flush()
+    case = open_case(session, customer.id)
+    if case is not None and case.state != CaseState.BLOCKED:
+        case.state = CaseState.POSTPONED
+        case.postponed_until = max(until, case.postponed_until or until)
+    record(session, actor, "dunning.blocking_postponed", "blocking_exception", exc.id,
+           {"until": [None, until], "reason": reason, "case_id": case.id if case else None}, customer_id=customer.id)
+    return exc
+
+
+def exempt_from_blocking(session: Session, customer: Customer, *, reason: str, actor: Actor) -> BlockingException:
+    """Staff exempt a customer from blocking ("never block"), with a reason; also sets
+    customer.dunning_exempt. Reminders still go out."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError("Give a reason.", field="reason")
+    exc = BlockingException(customer_id=customer.id, kind=ExceptionKind.NEVER_BLOCK, until=None, reason=reason,
+                            **_author(actor))
+    session.add(exc)
+    before = customer.dunning_exempt
+    customer.dunning_exempt = True
+    session.flush()
+    record(session, actor, "dunning.exempted", "blocking_exception", exc.id,
+           {"dunning_exempt": [before, True], "reason": reason}, customer_id=customer.id)
+    return exc
+
+
+def revoke_exception(session: Session, exception: BlockingException, *, actor: Actor,
+                     today: date | None = None) -> None:
+    """End an exception early. Revoking the last "never block" clears customer.dunning_exempt;
+    revoking a postponement puts a postponed case back to reminded (or to the next
+    postponement still running)."""
+    if exception.revoked_at is not None:
+        raise DomainError("This exception was already revoked.")
+    exception.revoked_at = utcnow()
+    exception.revoked_by_id = actor.id if actor.type == ActorType.OPERATOR else None
+    session.flush()
+    customer = exception.customer
+    changes: dict = {"kind": exception.kind, "revoked_at": [None, exception.revoked_at]}
+    never, until = active_exceptions(session, customer.id, today or date.today())
+    if exception.kind == ExceptionKind.NEVER_BLOCK and not never and customer.dunning_exempt:
+        customer.dunning_exempt = False
+        changes["dunning_exempt"] = [True, False]
+    if exception.kind == ExceptionKind.POSTPONE:
+        case = open_case(session, customer.id)
+        if case is not None and case.state == CaseState.POSTPONED:
+            case.state = CaseState.POSTPONED if until else CaseState.REMINDED
+            case.postponed_until = until
+            changes["case_state"] = [CaseState.POSTPONED, case.state]
+    record(session, actor, "dunning.exception_revoked", "blocking_exception", exception.id, changes,
+           customer_id=customer.id)

@@ -1,0 +1,655 @@
+"""A customer service's life: order, activate, block, unblock, change plan, cancel.
+
+The rules table (action → states it may start from → state it leads to):
+
+    ============  ===========================  ======================================
+    action        from                         to
+    ============  ===========================  ======================================
+    activate      ordered                      active
+    block         active                       blocked
+    unblock       blocked                      active
+    change_plan   active, blocked              cancelled (old) + successor in the old state
+    cancel        ordered, active, blocked     cancelled
+    ============  ===========================  ======================================
+
+Anything else raises `TransitionNotAllowed`. Every step writes a `ServiceEvent` (from/to
+state, effective date, reason, actor) and an audit entry. A step dated after `today` is
+stored as *scheduled* (`scheduled_for` set, `done_at` null, the state untouched) and carried
+out by `apply_scheduled` (`flask services apply-scheduled`), which checks the rules again on
+that day: a step that no longer fits (say, an unblock for a service cancelled meanwhile) is
+closed as refused instead of applied.
+"""
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from portal.domain import DomainError
+from portal.domain.actors import Actor
+from portal.domain.audit import record
+from portal.models import (
+    BillingPlan,
+    Charge,
+    ChargeKind,
+    Customer,
+    CustomerService,
+    Period,
+    ServiceDefinition,
+    ServiceEvent,
+    ServiceEventKind,
+    ServiceState,
+)
+from portal.models.base import utcnow
+
+CENT = Decimal("0.01")
+
+ORDERED, ACTIVE, BLOCKED, CANCELLED = (
+    ServiceState.ORDERED,
+    ServiceState.ACTIVE,
+    ServiceState.BLOCKED,
+    ServiceState.CANCELLED,
+)
+
+# The rules table: action → (states it may start from, state it leads to; None = keeps it).
+RULES: dict[str, tuple[frozenset[ServiceState], ServiceState | None]] = {
+    "activate": (frozenset({ORDERED}), ACTIVE),
+    "block": (frozenset({ACTIVE}), BLOCKED),
+    "unblock": (frozenset({BLOCKED}), ACTIVE),
+    "change_plan": (frozenset({ACTIVE, BLOCKED}), None),
+    "cancel": (frozenset({ORDERED, ACTIVE, BLOCKED}), CANCELLED),
+}
+
+# Which action a (scheduled) event carries out.
+_ACTION_OF_KIND = {
+    ServiceEventKind.ACTIVATED: "activate",
+    ServiceEventKind.BLOCKED: "block",
+    ServiceEventKind.UNBLOCKED: "unblock",
+    ServiceEventKind.CHANGED: "change_plan",
+    ServiceEventKind.CANCELLED: "cancel",
+}
+
+_ACTION_LABEL = {
+    "activate": "activated",
+    "block": "blocked",
+    "unblock": "unblocked",
+    "change_plan": "changed to another plan",
+    "cancel": "cancelled",
+}
+
+
+class TransitionNotAllowed(DomainError):
+    """The service's state (or the catalogue) does not allow this step."""
+
+
+# -- small date and money helpers -------------------------------------------------------------
+
+
+def add_months(d: date, months: int) -> date:
+    """The same day `months` later, clamped to the month's end (31 Jan + 1 = 28/29 Feb)."""
+    y, m = divmod(d.month - 1 + months, 12)
+    year, month = d.year + y, m + 1
+    return date(year, month, min(d.day, calendar.monthrange(year, month)[1]))
+
+
+def period_bounds(period: Period, d: date) -> tuple[date, date]:
+    """The calendar-aligned billing period (first day, last day) that contains `d`.
+    A one-off service has no cycle; it is treated as monthly for proration."""
+    months = period.months or 1
+    first_month = (d.month - 1) // months * months + 1
+    start = date(d.year, first_month, 1)
+    return start, add_months(start, months) - timedelta(days=1)
+
+
+def next_period_start(period: Period, d: date) -> date:
+    return period_bounds(period, d)[1] + timedelta(days=1)
+
+
+def _money(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def price_on(service: CustomerService, d: date, definition: ServiceDefinition | None = None) -> Decimal:
+    """The price per period that applies on `d`: the override, else the latest price change
+    effective by then, else the definition's price."""
+    definition = definition or service.definition
+    if definition is service.definition and service.price_override is not None:
+        return service.price_override
+    price = definition.price
+    for change in definition.price_changes:  # ordered by effective_from
+        if change.effective_from <= d:
+            price = change.new_price
+    return price
+
+
+def split_vat(amount: Decimal, vat_rate: Decimal, includes_vat: bool) -> dict[str, Decimal]:
+    """net/vat/gross of an amount (gross when `includes_vat`), rounded half-up to cents."""
+    rate = vat_rate / Decimal(100)
+    if includes_vat:
+        gross = _money(amount)
+        vat = _money(gross * rate / (1 + rate))
+        return {"net": gross - vat, "vat": vat, "gross": gross}
+    net = _money(amount)
+    vat = _money(net * rate)
+    return {"net": net, "vat": vat, "gross": net + vat}
+
+
+def prorated(price: Decimal, period: Period, first: date, last: date) -> Decimal:
+    """`price` per period × days in service / days in period for every period the span
+    [first, last] touches, each rounded half-up to the cent as a billing run rounds its
+    charges, summed."""
+    total = Decimal("0.00")
+    d = first
+    while d <= last:
+        p_start, p_end = period_bounds(period, d)
+        seg_end = min(p_end, last)
+        days, period_days = (seg_end - d).days + 1, (p_end - p_start).days + 1
+        total += _money(price if days >= period_days else price * Decimal(days) / Decimal(period_days))
+        d = seg_end + timedelta(days=1)
+    return total
+
+
+# -- the rules ---------------------------------------------------------------------------------
+
+
+def allowed_actions(service: CustomerService) -> list[str]:
+    """The actions the rules table allows from the service's current state (for buttons)."""
+    return [a for a, (sources, _) in RULES.items() if service.state in sources]
+
+
+def _check(service: CustomerService, action: str) -> None:
+    sources, _ = RULES[action]
+    if service.state not in sources:
+        raise TransitionNotAllowed(
+            f"A service in state “{service.state.value}” cannot be {_ACTION_LABEL[action]}."
+        )
+
+
+def _require_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError("Give a reason.", field="reason")
+    return reason
+
+
+def pending_events(service: CustomerService) -> list[ServiceEvent]:
+    return [e for e in service.events if e.scheduled_for is not None and e.done_at is None]
+
+
+def _event(session: Session, service: CustomerService, kind: ServiceEventKind, *, actor: Actor,
+           on: date, from_state: ServiceState | None, to_state: ServiceState | None, reason: str = "",
+           scheduled: bool = False, case=None, details: dict | None = None,
+           visible: bool = True) -> ServiceEvent:
+    event = ServiceEvent(
+        customer_service=service,
+        kind=kind,
+        from_state=from_state,
+        to_state=to_state,
+        effective_on=on,
+        scheduled_for=on if scheduled else None,
+        done_at=None if scheduled else utcnow(),
+        reason=reason,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        actor_name=actor.name[:200],
+        debt_recovery_case_id=case.id if case is not None else None,
+        details=details or {},
+        visible_to_customer=visible,
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def _audit(session: Session, actor: Actor, action: str, service: CustomerService, event: ServiceEvent,
+           changes: dict | None = None) -> None:
+    changes = dict(changes or {})
+    changes.setdefault("event_id", event.id)
+    changes.setdefault("effective_on", event.effective_on)
+    if event.reason:
+        changes.setdefault("reason", event.reason)
+    record(session, actor, action, "customer_service", service.id, changes, customer_id=service.customer_id)
+
+
+def _is_future(on: date, today: date | None) -> bool:
+    return on > (today or date.today())
+
+
+# -- order and activate ------------------------------------------------------------------------
+
+
+def order_service(session: Session, customer: Customer, definition: ServiceDefinition, *, actor: Actor,
+                  ordered_on: date, billing_plan: BillingPlan | None = None,
+                  price_override: Decimal | None = None, installation_street: str = "",
+                  installation_city: str = "", installation_postal_code: str = "",
+                  variable_symbol: str | None = None, reason: str = "") -> CustomerService:
+    """Record an order: a new service in state `ordered`. Only an active definition valid
+    on the order date may be ordered."""
+    if not definition.active:
+        raise TransitionNotAllowed(f"“{definition.name}” is no longer offered.", field="definition")
+    if definition.valid_from > ordered_on or (definition.valid_to is not None and definition.valid_to < ordered_on):
+        raise TransitionNotAllowed(
+            f"“{definition.name}” cannot be ordered on {ordered_on.isoformat()}.", field="definition"
+        )
+    if price_override is not None and price_override < 0:
+        raise DomainError("A price cannot be negative.", field="price_override")
+    service = CustomerService(
+        customer=customer,
+        definition=definition,
+        billing_plan=billing_plan,
+        state=ORDERED,
+        ordered_on=ordered_on,
+        price_override=price_override,
+        installation_street=installation_street,
+        installation_city=installation_city,
+        installation_postal_code=installation_postal_code,
+        variable_symbol=variable_symbol,
+    )
+    session.add(service)
+    session.flush()
+    event = _event(session, service, ServiceEventKind.ORDERED, actor=actor, on=ordered_on, from_state=None,
+                   to_state=ORDERED, reason=reason, details={"definition_id": definition.id})
+    _audit(session, actor, "service.ordered", service, event,
+           {"state": [None, ORDERED], "definition_id": [None, definition.id],
+            "price_override": [None, price_override]})
+    return service
+
+
+def _apply_activate(session: Session, service: CustomerService, event: ServiceEvent) -> dict:
+    on = event.effective_on
+    service.state = ACTIVE
+    service.activated_on = on
+    service.billing_from = on
+    months = service.definition.commitment_months
+    service.commitment_until = add_months(on, months) if months else None
+    return {"activated_on": [None, on], "billing_from": [None, on], "commitment_until": [None, service.commitment_until]}
+
+
+def activate(session: Session, service: CustomerService, *, actor: Actor, on: date, reason: str = "",
+             today: date | None = None) -> ServiceEvent:
+    """ordered → active: sets activated_on, billing_from = `on` and commitment_until =
+    `on` + the definition's commitment months (none without a commitment)."""
+    return _step(session, service, "activate", ServiceEventKind.ACTIVATED, actor=actor, on=on, reason=reason,
+                 today=today)
+
+
+# -- block and unblock -------------------------------------------------------------------------
+
+
+def _apply_block(session: Session, service: CustomerService, event: ServiceEvent) -> dict:
+    service.state = BLOCKED
+    return {}
+
+
+def block(session: Session, service: CustomerService, *, actor: Actor, on: date, reason: str, case=None,
+          today: date | None = None) -> ServiceEvent:
+    """active → blocked, with a reason. When dunning blocks, `case` (the debt recovery case)
+    is linked to the event, which is how the unblock later knows what dunning blocked.
+    A blocked service is still charged (domain.md §3)."""
+    reason = _require_reason(reason)
+    return _step(session, service, "block", ServiceEventKind.BLOCKED, actor=actor, on=on, reason=reason,
+                 case=case, today=today)
+
+
+def blocking_event(service: CustomerService) -> ServiceEvent | None:
+    """The done event that put the service into its current blocked state (a block, or a
+    plan change that carried a blocked state over to this successor)."""
+    done = [e for e in service.events if e.done_at is not None and e.to_state == BLOCKED]
+    return max(done, key=lambda e: (e.effective_on, e.id)) if done else None
+
+
+def _apply_unblock(session: Session, service: CustomerService, event: ServiceEvent) -> dict:
+    blocked = blocking_event(service)
+    service.state = ACTIVE
+    changes: dict = {}
+    if event.details.get("credit_blocked_days") and blocked is not None:
+        charge = _credit_blocked_days(session, service, blocked.effective_on, event)
+        if charge is not None:
+            event.details = {**event.details, "credit_charge_id": charge.id, "credit_gross": str(charge.gross)}
+            changes["credit_charge_id"] = [None, charge.id]
+            changes["credit_gross"] = [None, charge.gross]
+    return changes
+
+
+def _credit_blocked_days(session: Session, service: CustomerService, blocked_from: date,
+                         event: ServiceEvent) -> Charge | None:
+    """A negative `credit` charge for the days from the block's effective date up to the day
+    before the unblock, prorated like a service charge (price per period × days / days in the
+    period, per period touched). It waits uninvoiced, so the next billing run puts it on the
+    customer's invoice. Discriminator = the unblock event's id: one credit per unblock."""
+    last = event.effective_on - timedelta(days=1)
+    if last < blocked_from or service.definition.period == Period.ONE_OFF:
+        return None
+    definition = service.definition
+    amount = prorated(price_on(service, blocked_from), definition.period, blocked_from, last)
+    parts = split_vat(amount, definition.vat_rate, definition.price_includes_vat)
+    if parts["gross"] == 0:
+        return None
+    days = (last - blocked_from).days + 1
+    charge = Charge(
+        customer_id=service.customer_id,
+        customer_service_id=service.id,
+        billing_plan_id=service.billing_plan_id or service.customer.billing_plan_id,
+        period_start=blocked_from,
+        period_end=last,
+        kind=ChargeKind.CREDIT,
+        discriminator=str(event.id),
+        description=f"Credit for {days} blocked day{'s' if days != 1 else ''} "
+                    f"({blocked_from.isoformat()} – {last.isoformat()}): {definition.customer_name}",
+        quantity=Decimal(1),
+        unit="pcs",
+        unit_price=-parts["net"],
+        vat_rate=definition.vat_rate,
+        net=-parts["net"],
+        vat=-parts["vat"],
+        gross=-parts["gross"],
+        currency=service.customer.location.currency,
+    )
+    if hasattr(Charge, "price_includes_vat"):
+        # The billing run's VAT recapitulation keeps the gross of VAT-inclusive tariffs fixed.
+        charge.price_includes_vat = definition.price_includes_vat
+    session.add(charge)
+    session.flush()
+    return charge
+
+
+def unblock(session: Session, service: CustomerService, *, actor: Actor, on: date, reason: str, case=None,
+            credit_blocked_days: bool = False, today: date | None = None) -> ServiceEvent:
+    """blocked → active, with a reason. With `credit_blocked_days` the customer is credited
+    for the days the service was blocked: a negative `credit` charge (prorated, VAT as the
+    service's) that the next billing run invoices; see `_credit_blocked_days`."""
+    reason = _require_reason(reason)
+    return _step(session, service, "unblock", ServiceEventKind.UNBLOCKED, actor=actor, on=on, reason=reason,
+                 case=case, today=today, details={"credit_blocked_days": bool(credit_blocked_days)})
+
+
+# -- cancel ------------------------------------------------------------------------------------
+
+
+def earliest_end_date(service: CustomerService, today: date) -> date:
+    """The earliest day a cancellation may take effect: max(today + notice days, end of the
+    commitment)."""
+    end = today + timedelta(days=service.definition.notice_days)
+    if service.commitment_until is not None and service.commitment_until > end:
+        end = service.commitment_until
+    return end
+
+
+def _apply_cancel(session: Session, service: CustomerService, event: ServiceEvent) -> dict:
+    on = event.effective_on
+    before = {"cancelled_on": service.cancelled_on, "billing_to": service.billing_to}
+    service.state = CANCELLED
+    service.cancelled_on = on
+    if service.billing_from is not None:
+        service.billing_to = on  # the last billed day
+    return {"cancelled_on": [before["cancelled_on"], on], "billing_to": [before["billing_to"], service.billing_to]}
+
+
+def cancel(session: Session, service: CustomerService, *, actor: Actor, on: date | None = None, reason: str,
+           waive_notice: bool = False, today: date | None = None) -> ServiceEvent:
+    """ordered|active|blocked → cancelled on `on` (default: the earliest end date).
+    A date before the earliest end date (notice period, commitment) is refused unless staff
+    waive it. A future date records a `cancel_requested` event now and schedules the
+    cancellation; when it is carried out it sets cancelled_on and billing_to = `on`.
+    Returns the cancellation event (pending when scheduled)."""
+    today = today or date.today()
+    reason = _require_reason(reason)
+    _check(service, "cancel")
+    earliest = earliest_end_date(service, today)
+    if on is None:
+        on = earliest
+    if on < earliest and not waive_notice:
+        raise TransitionNotAllowed(
+            f"The earliest possible end date is {earliest.isoformat()} (notice period"
+            f"{' and commitment' if service.commitment_until and service.commitment_until >= earliest else ''}).",
+            field="on",
+        )
+    if service.billing_from is not None and on < service.billing_from:
+        raise TransitionNotAllowed(
+            f"A cancellation cannot take effect before billing started ({service.billing_from.isoformat()}).",
+            field="on",
+        )
+    _refuse_if_pending(service, {ServiceEventKind.CANCELLED, ServiceEventKind.CHANGED})
+    details = {"waived_notice": bool(waive_notice and on < earliest), "earliest_end": earliest.isoformat()}
+    if on > today:
+        requested = _event(session, service, ServiceEventKind.CANCEL_REQUESTED, actor=actor, on=today,
+                           from_state=service.state, to_state=service.state, reason=reason,
+                           details={**details, "cancel_on": on.isoformat()})
+        _audit(session, actor, "service.cancel_requested", service, requested, {"cancel_on": on})
+    return _step(session, service, "cancel", ServiceEventKind.CANCELLED, actor=actor, on=on, reason=reason,
+                 today=today, details=details)
+
+
+def _refuse_if_pending(service: CustomerService, kinds: set[ServiceEventKind]) -> None:
+    for e in pending_events(service):
+        if e.kind in kinds:
+            what = "a cancellation" if e.kind == ServiceEventKind.CANCELLED else "a plan change"
+            raise TransitionNotAllowed(
+                f"The service already has {what} scheduled for {e.scheduled_for.isoformat()}."
+            )
+
+
+# -- plan change -------------------------------------------------------------------------------
+
+
+def _check_target(service: CustomerService, target: ServiceDefinition, on: date) -> None:
+    if target.id not in {t.id for t in service.definition.allowed_targets}:
+        raise TransitionNotAllowed(
+            f"“{service.definition.name}” cannot be changed to “{target.name}”.", field="target"
+        )
+    if not target.active or target.valid_from > on or (target.valid_to is not None and target.valid_to < on):
+        raise TransitionNotAllowed(f"“{target.name}” is not offered on {on.isoformat()}.", field="target")
+
+
+def change_plan(session: Session, service: CustomerService, target: ServiceDefinition, *, actor: Actor,
+                on: date | None = None, reason: str = "", today: date | None = None) -> CustomerService:
+    """Change an active or blocked service to another definition; only to the definition's
+    allowed targets. Effective on `on` (default: the first day of the service's next period).
+
+    The change keeps the state: the old service's billing closes (billing_to = `on` − 1 day,
+    state cancelled, replaced_by = the new one) and a successor service opens (same customer,
+    billing plan, installation and variable symbol; the old state; billing from `on`;
+    commitment = the later of the old one and `on` + the target's commitment). Both get a
+    `changed` event. For a future date the successor is created at once in state `ordered`
+    (so it can be shown and referred to) and both `changed` events are scheduled.
+    Returns the successor."""
+    today = today or date.today()
+    _check(service, "change_plan")
+    if on is None:
+        on = max(next_period_start(service.definition.period, today), today)
+    _check_target(service, target, on)
+    if service.billing_from is not None and on <= service.billing_from:
+        raise TransitionNotAllowed(
+            f"A plan change takes effect after billing started ({service.billing_from.isoformat()}).", field="on"
+        )
+    _refuse_if_pending(service, {ServiceEventKind.CANCELLED, ServiceEventKind.CHANGED})
+    scheduled = on > today
+    successor = CustomerService(
+        customer_id=service.customer_id,
+        definition=target,
+        billing_plan_id=service.billing_plan_id,
+        state=ORDERED,
+        ordered_on=min(today, on),
+        variable_symbol=service.variable_symbol,
+        installation_street=service.installation_street,
+        installation_city=service.installation_city,
+        installation_postal_code=service.installation_postal_code,
+    )
+    session.add(successor)
+    session.flush()
+    service.replaced_by_id = successor.id
+    details = {"from_definition_id": service.definition_id, "to_definition_id": target.id}
+    old_event = _event(session, service, ServiceEventKind.CHANGED, actor=actor, on=on, from_state=service.state,
+                       to_state=CANCELLED, reason=reason, scheduled=scheduled,
+                       details={**details, "role": "replaced", "successor_id": successor.id})
+    new_event = _event(session, successor, ServiceEventKind.CHANGED, actor=actor, on=on, from_state=ORDERED,
+                       to_state=None, reason=reason, scheduled=scheduled,
+                       details={**details, "role": "successor", "predecessor_id": service.id})
+    old_event.details = {**old_event.details, "partner_event_id": new_event.id}
+    # Annex agreement: the agreements module hooks in here — create an annex to the agreement
+    # covering `service`, naming the old and new tariff and the effective date `on`, attached
+    # to `successor` (domain.md §3 "Plan change"). Not part of this module.
+    if scheduled:
+        _audit(session, actor, "service.change_scheduled", service, old_event,
+               {"to_definition_id": target.id, "successor_id": successor.id})
+        return successor
+    _apply_change(session, service, old_event, actor)
+    return successor
+
+
+def _apply_change(session: Session, service: CustomerService, old_event: ServiceEvent, actor: Actor) -> dict:
+    """Carry out a plan change: close the old service, open its successor in the old state."""
+    on = old_event.effective_on
+    successor = session.get(CustomerService, old_event.details["successor_id"])
+    new_event = session.get(ServiceEvent, old_event.details["partner_event_id"])
+    state = service.state
+    target = successor.definition
+    service.state = CANCELLED
+    service.cancelled_on = on
+    service.billing_to = on - timedelta(days=1)
+    service.replaced_by_id = successor.id
+    successor.state = state
+    successor.activated_on = on
+    successor.billing_from = on
+    commitment = add_months(on, target.commitment_months) if target.commitment_months else None
+    if service.commitment_until and (commitment is None or service.commitment_until > commitment):
+        commitment = service.commitment_until
+    successor.commitment_until = commitment
+    now = utcnow()
+    old_event.from_state, old_event.to_state, old_event.done_at = state, CANCELLED, now
+    new_event.from_state, new_event.to_state, new_event.done_at = ORDERED, state, now
+    if state == BLOCKED:
+        # The successor stays blocked for the same cause: a dunning block carries its case over,
+        # so paying the debt unblocks the successor too.
+        blocked = blocking_event(service)
+        if blocked is not None:
+            new_event.debt_recovery_case_id = blocked.debt_recovery_case_id
+    changes = {"state": [state, CANCELLED], "billing_to": [None, service.billing_to],
+               "replaced_by_id": [None, successor.id], "to_definition_id": [None, target.id]}
+    _audit(session, actor, "service.changed", service, old_event, changes)
+    _audit(session, actor, "service.changed", successor, new_event,
+           {"state": [ORDERED, state], "billing_from": [None, on], "predecessor_id": [None, service.id]})
+    return changes
+
+
+def plan_change_preview(service: CustomerService, target: ServiceDefinition, on: date) -> dict:
+    """What the change costs for the rest of the current period: the old and the new price
+    prorated from `on` to the end of the service's period containing `on` (net, VAT, gross,
+    each rounded half-up), and the difference new − old. Writes nothing."""
+    start, end = period_bounds(service.definition.period, on)
+    old_amount = prorated(price_on(service, on), service.definition.period, on, end)
+    # The new tariff's price per its own period, turned into the same days.
+    new_price = price_on(service, on, definition=target)
+    new_amount = prorated(new_price, target.period, on, end)
+    old = split_vat(old_amount, service.definition.vat_rate, service.definition.price_includes_vat)
+    new = split_vat(new_amount, target.vat_rate, target.price_includes_vat)
+    return {
+        "effective_on": on,
+        "period_start": start,
+        "period_end": end,
+        "days": (end - on).days + 1,
+        "days_in_period": (end - start).days + 1,
+        "currency": service.customer.location.currency.value,
+        "old": {"definition_id": service.definition_id, "name": service.definition.customer_name,
+                "price": price_on(service, on), **old},
+        "new": {"definition_id": target.id, "name": target.customer_name, "price": new_price, **new},
+        "difference": {k: new[k] - old[k] for k in ("net", "vat", "gross")},
+    }
+
+
+# -- one step, now or scheduled ----------------------------------------------------------------
+
+_APPLY = {
+    "activate": _apply_activate,
+    "block": _apply_block,
+    "unblock": _apply_unblock,
+    "cancel": _apply_cancel,
+}
+
+
+def _step(session: Session, service: CustomerService, action: str, kind: ServiceEventKind, *, actor: Actor,
+          on: date, reason: str, today: date | None, case=None, details: dict | None = None) -> ServiceEvent:
+    """Check the rules table, write the event; carry it out now, or schedule it."""
+    _check(service, action)
+    _, to_state = RULES[action]
+    if _is_future(on, today):
+        event = _event(session, service, kind, actor=actor, on=on, from_state=service.state, to_state=to_state,
+                       reason=reason, scheduled=True, case=case, details=details)
+        _audit(session, actor, f"service.{kind.value}_scheduled", service, event, {"scheduled_for": on})
+        return event
+    from_state = service.state
+    event = _event(session, service, kind, actor=actor, on=on, from_state=from_state, to_state=to_state,
+                   reason=reason, case=case, details=details)
+    changes = _APPLY[action](session, service, event)
+    _audit(session, actor, f"service.{kind.value}", service, event,
+           {"state": [from_state, to_state], **changes, **({"case_id": case.id} if case is not None else {})})
+    return event
+
+
+def apply_scheduled(session: Session, *, today: date, actor: Actor) -> int:
+    """Carry out the scheduled steps due by `today`, oldest first (by date, then by when they
+    were scheduled). Each is checked against the rules table again: a step that no longer
+    fits is closed as refused (details["refused"] says why), never half-applied; a refused
+    plan change also withdraws its successor. Returns how many steps were carried out."""
+    due: Iterable[ServiceEvent] = session.scalars(
+        select(ServiceEvent)
+        .where(ServiceEvent.scheduled_for.is_not(None), ServiceEvent.done_at.is_(None),
+               ServiceEvent.scheduled_for <= today)
+        .order_by(ServiceEvent.scheduled_for, ServiceEvent.id)
+    ).all()
+    applied = 0
+    for event in due:
+        if event.done_at is not None or event.details.get("role") == "successor":
+            continue  # a successor's event is carried out with its partner
+        service = event.customer_service
+        action = _ACTION_OF_KIND.get(event.kind)
+        if action is None:
+            _refuse(session, event, actor, "Not a step that can be scheduled.")
+            continue
+        try:
+            _check(service, action)
+            if action == "change_plan":
+                _check_target(service, session.get(ServiceDefinition, event.details["to_definition_id"]),
+                              event.effective_on)
+                successor = session.get(CustomerService, event.details["successor_id"])
+                if successor is None or successor.state != ORDERED:
+                    raise TransitionNotAllowed("The new service was withdrawn meanwhile.")
+        except TransitionNotAllowed as exc:
+            _refuse(session, event, actor, str(exc))
+            continue
+        if action == "change_plan":
+            _apply_change(session, service, event, actor)
+        else:
+            from_state = service.state
+            _, to_state = RULES[action]
+            changes = _APPLY[action](session, service, event)
+            event.from_state, event.to_state, event.done_at = from_state, to_state, utcnow()
+            _audit(session, actor, f"service.{event.kind.value}", service, event,
+                   {"state": [from_state, to_state], "scheduled_by": event.actor_name, **changes})
+        applied += 1
+    session.flush()
+    return applied
+
+
+def _refuse(session: Session, event: ServiceEvent, actor: Actor, message: str) -> None:
+    event.done_at = utcnow()
+    event.to_state = event.from_state = event.customer_service.state
+    event.details = {**event.details, "refused": message}
+    _audit(session, actor, f"service.{event.kind.value}_refused", event.customer_service, event, {"refused": message})
+    if event.kind == ServiceEventKind.CHANGED and event.details.get("successor_id"):
+        successor = session.get(CustomerService, event.details["successor_id"])
+        partner = session.get(ServiceEvent, event.details.get("partner_event_id"))
+        if partner is not None and partner.done_at is None:
+            partner.done_at = utcnow()
+            partner.details = {**partner.details, "refused": message}
+        if successor is not None and successor.state == ORDERED:
+            successor.state = CANCELLED
+            successor.cancelled_on = event.effective_on
+            _audit(session, actor, "service.cancelled", successor, partner or event,
+                   {"state": [ORDERED, CANCELLED], "reason": "plan change refused: " + message})
+        if event.customer_service.replaced_by_id == event.details["successor_id"]:
+            event.customer_service.replaced_by_id = None
