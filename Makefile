@@ -30,6 +30,9 @@ run: install check-system
 	@echo "  Selfcare: http://127.0.0.1:$(PORT)/login        customer@example.com / Customer-demo-1"
 	@echo "  Staff:    http://127.0.0.1:$(PORT)/staff/login  operator@example.com / Operator-demo-1"
 	@echo ""
+	@# The job consumer runs beside the server and stops with it.
+	$(BIN)/flask jobs consumer & jobs=$$!; \
+	trap 'kill $$jobs 2>/dev/null; wait $$jobs' EXIT; trap 'exit 130' INT TERM; \
 	$(BIN)/flask run --host 127.0.0.1 --port $(PORT)
 
 test: install

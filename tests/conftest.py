@@ -58,6 +58,7 @@ def app(database_url, tmp_path_factory):
             "DATABASE_URL": database_url,
             "MAIL_OUTBOX_DIR": str(tmp / "outbox"),
             "DOCUMENTS_DIR": str(tmp / "documents"),
+            "UPLOADS_DIR": str(tmp / "uploads"),
             "HUEY_URL": "memory://",
             "RATELIMIT_STORAGE_URI": "memory://",
             "BASE_URL": "http://localhost",
