@@ -1,0 +1,174 @@
+"""Selfcare forms: they parse and check shape; business rules (allowed plan targets, the
+last e-mail, password strength…) live in portal/domain and come back as field errors."""
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    PasswordField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, Optional
+
+try:  # WTForms ≥ 3.3; plain tuples are deprecated there and go in 3.4
+    from wtforms.fields.choices import SelectChoice
+except ImportError:  # pragma: no cover — older WTForms takes (value, label) tuples
+    SelectChoice = None
+
+from portal.models import ContactKind, ContactPurpose, RequestKind
+
+
+def choices(pairs) -> list:
+    """(value, label) pairs as select options; None and "" both mean "nothing chosen"."""
+    pairs = [("" if value is None else str(value), label) for value, label in pairs]
+    if SelectChoice is None:
+        return pairs
+    return [SelectChoice(value=value, label=label) for value, label in pairs]
+
+
+def _int_or_none(value):
+    if value in (None, "", "None"):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class InvoiceFilterForm(FlaskForm):
+    """GET filters of the invoice list (no CSRF: it changes nothing)."""
+
+    class Meta:
+        csrf = False
+
+    year = SelectField(_l("Year"), coerce=_int_or_none, validate_choice=False)
+    unpaid = BooleanField(_l("Unpaid only"))
+
+
+# ---------------------------------------------------------------------------------- requests
+
+REQUEST_KIND_LABELS = {
+    RequestKind.QUESTION: _l("Question"),
+    RequestKind.COMPLAINT: _l("Complaint"),
+    RequestKind.PLAN_CHANGE: _l("Change of plan"),
+    RequestKind.MOVE: _l("Move to a new address"),
+    RequestKind.CANCELLATION: _l("Cancellation"),
+    RequestKind.OTHER: _l("Other"),
+}
+
+
+class NewRequestForm(FlaskForm):
+    kind = SelectField(_l("What is it about?"), validators=[InputRequired()], choices=choices(
+        (k.value, REQUEST_KIND_LABELS[k]) for k in (RequestKind.QUESTION, RequestKind.COMPLAINT,
+                                                    RequestKind.PLAN_CHANGE, RequestKind.MOVE,
+                                                    RequestKind.CANCELLATION)
+    ))
+    service_id = SelectField(_l("Service"), coerce=_int_or_none, validate_choice=False,
+                             description=_l("Needed for a change of plan, a move and a cancellation."))
+    target_definition_id = SelectField(_l("New plan"), coerce=_int_or_none, validate_choice=False,
+                                       description=_l("For a change of plan: the plans offered for each service."))
+    new_street = StringField(_l("New street and house number"), validators=[Optional(), Length(max=200)],
+                             render_kw={"autocomplete": "street-address"})
+    new_city = StringField(_l("New city"), validators=[Optional(), Length(max=100)],
+                           render_kw={"autocomplete": "address-level2"})
+    new_postal_code = StringField(_l("New postal code"), validators=[Optional(), Length(max=20)],
+                                  render_kw={"autocomplete": "postal-code"})
+    subject = StringField(_l("Subject"), validators=[DataRequired(message=_l("Enter a subject.")), Length(max=200)])
+    message = TextAreaField(_l("Message"), validators=[DataRequired(message=_l("Write your message.")),
+                                                       Length(max=5000)],
+                            render_kw={"rows": 6})
+
+
+class CommentForm(FlaskForm):
+    body = TextAreaField(_l("Your reply"), validators=[DataRequired(message=_l("Write your message.")),
+                                                      Length(max=5000)],
+                         render_kw={"rows": 4})
+
+
+# ---------------------------------------------------------------------------------- profile
+
+CONTACT_KIND_LABELS = {ContactKind.EMAIL: _l("E-mail"), ContactKind.PHONE: _l("Phone")}
+CONTACT_PURPOSE_LABELS = {
+    ContactPurpose.BILLING: _l("Billing"),
+    ContactPurpose.TECHNICAL: _l("Technical"),
+    ContactPurpose.GENERAL: _l("General"),
+}
+
+
+class ContactForm(FlaskForm):
+    kind = SelectField(_l("Type"), choices=choices((k.value, v) for k, v in CONTACT_KIND_LABELS.items()),
+                       validators=[InputRequired()])
+    value = StringField(_l("E-mail or phone"), validators=[DataRequired(message=_l("Enter an e-mail or a phone number.")),
+                                                           Length(max=254)])
+    purpose = SelectField(_l("Purpose"), choices=choices((k.value, v) for k, v in CONTACT_PURPOSE_LABELS.items()),
+                          validators=[InputRequired()])
+
+
+class RemoveContactForm(FlaskForm):
+    """Only the CSRF token: the contact is in the URL."""
+
+
+COUNTRIES = [("CZ", _l("Czechia")), ("SK", _l("Slovakia")), ("AT", _l("Austria")), ("DE", _l("Germany")),
+             ("PL", _l("Poland"))]
+
+
+class AddressForm(FlaskForm):
+    street = StringField(_l("Street and house number"),
+                         validators=[DataRequired(message=_l("Enter the street and house number.")), Length(max=200)],
+                         render_kw={"autocomplete": "street-address"})
+    city = StringField(_l("City"), validators=[DataRequired(message=_l("Enter the city.")), Length(max=100)],
+                       render_kw={"autocomplete": "address-level2"})
+    postal_code = StringField(_l("Postal code"),
+                              validators=[DataRequired(message=_l("Enter the postal code.")), Length(max=20)],
+                              render_kw={"autocomplete": "postal-code"})
+    country = SelectField(_l("Country"), choices=choices(COUNTRIES), validators=[InputRequired()])
+
+
+class LanguageForm(FlaskForm):
+    language = SelectField(_l("Language"), choices=choices([("cs", "Čeština"), ("en", "English")]),
+                           validators=[InputRequired()])
+
+
+class NotificationsForm(FlaskForm):
+    notify_email = BooleanField(_l("Send me notices by e-mail (new invoice, reminders, request answers)"))
+
+
+class PasswordForm(FlaskForm):
+    current_password = PasswordField(_l("Current password"), validators=[DataRequired(message=_l("Enter your current password."))],
+                                     render_kw={"autocomplete": "current-password"})
+    new_password = PasswordField(_l("New password"), validators=[DataRequired(message=_l("Enter a new password.")),
+                                                                 Length(max=200)],
+                                 render_kw={"autocomplete": "new-password"},
+                                 description=_l("At least 10 characters. A few unrelated words make a strong password."))
+    confirm = PasswordField(_l("Repeat the new password"),
+                            validators=[DataRequired(message=_l("Repeat the new password.")),
+                                        EqualTo("new_password", message=_l("The passwords differ."))],
+                            render_kw={"autocomplete": "new-password"})
+
+
+# ---------------------------------------------------------------------------------- security
+
+class EmptyForm(FlaskForm):
+    """A button that changes something: only the CSRF token."""
+
+
+class TotpConfirmForm(FlaskForm):
+    code = StringField(_l("Code from the app"), validators=[DataRequired(message=_l("Enter the 6-digit code.")),
+                                                            Length(max=10)],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
+
+
+class ProofForm(FlaskForm):
+    proof = PasswordField(_l("Current code from the app, or your password"),
+                          validators=[DataRequired(message=_l("Enter a current code from your app, or your password."))],
+                          render_kw={"autocomplete": "current-password"})
+
+
+__all__ = [
+    "AddressForm", "CommentForm", "ContactForm", "EmptyForm", "InvoiceFilterForm",
+    "LanguageForm", "NewRequestForm", "NotificationsForm", "PasswordForm", "ProofForm",
+    "RemoveContactForm", "TotpConfirmForm", "choices",
+]
