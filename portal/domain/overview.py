@@ -8,13 +8,14 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
+from portal.domain.payments import HALF_CENT, PAYABLE_TYPES, credited_expr, invoice_due
+from portal.domain.payments import open_invoices_query as open_invoice_rows
 from portal.models import (
     Customer,
     CustomerRequest,
     CustomerService,
     Invoice,
     InvoiceState,
-    InvoiceType,
     Payment,
     PaymentState,
     RequestState,
@@ -38,17 +39,10 @@ class CustomerOverview:
 
 
 def open_invoices_query(customer_id: int):
-    """Issued invoices (not credit notes) with something left to pay, oldest due first."""
-    return (
-        select(Invoice)
-        .where(
-            Invoice.customer_id == customer_id,
-            Invoice.type == InvoiceType.INVOICE,
-            Invoice.state == InvoiceState.ISSUED,
-            Invoice.paid_amount < Invoice.gross_total,
-        )
-        .order_by(Invoice.due_date, Invoice.id)
-    )
+    """Issued invoices (and advances) with something left to pay once payments and credit
+    notes are counted, oldest due first. For each one's amount due use the rows of
+    `portal.domain.payments.open_invoices_query` (invoice, credited) and `invoice_due`."""
+    return open_invoice_rows(customer_id).with_only_columns(Invoice)
 
 
 def customer_overview(session: Session, customer_id: int, today: date | None = None) -> CustomerOverview:
@@ -61,7 +55,8 @@ def customer_overview(session: Session, customer_id: int, today: date | None = N
             .order_by(CustomerService.id)
         )
     )
-    open_invoices = list(session.scalars(open_invoices_query(customer_id).limit(50)))
+    open_rows = session.execute(open_invoice_rows(customer_id).limit(50)).all()
+    open_invoices = [inv for inv, _ in open_rows]
     latest_invoices = list(
         session.scalars(
             select(Invoice).where(Invoice.customer_id == customer_id).order_by(Invoice.issue_date.desc(), Invoice.id.desc()).limit(5)
@@ -79,10 +74,11 @@ def customer_overview(session: Session, customer_id: int, today: date | None = N
     ) or 0
     amount_due: dict[str, Decimal] = {}
     overdue: dict[str, Decimal] = {}
-    for inv in open_invoices:
-        amount_due[inv.currency.value] = amount_due.get(inv.currency.value, ZERO) + inv.amount_due
+    for inv, credited in open_rows:
+        due = invoice_due(inv, credited)
+        amount_due[inv.currency.value] = amount_due.get(inv.currency.value, ZERO) + due
         if inv.due_date < today:
-            overdue[inv.currency.value] = overdue.get(inv.currency.value, ZERO) + inv.amount_due
+            overdue[inv.currency.value] = overdue.get(inv.currency.value, ZERO) + due
     return CustomerOverview(
         services=services,
         open_invoices=open_invoices,
@@ -120,16 +116,16 @@ def business_overview(session: Session, location_ids: frozenset[int] | None, tod
             ).group_by(CustomerService.state)
         ).all()
     )
+    # What is left once payments and credit notes are counted (see payments.invoice_due).
+    left = Invoice.gross_total - Invoice.paid_amount - credited_expr()
+    open_where = (Invoice.type.in_(PAYABLE_TYPES), Invoice.state == InvoiceState.ISSUED, left > HALF_CENT)
     open_q = scoped(
-        select(Invoice.currency, func.sum(Invoice.gross_total - Invoice.paid_amount))
-        .where(Invoice.type == InvoiceType.INVOICE, Invoice.state == InvoiceState.ISSUED, Invoice.paid_amount < Invoice.gross_total),
+        select(Invoice.currency, func.sum(left)).where(*open_where),
         Invoice.location_id,
     ).group_by(Invoice.currency)
     receivables = {str(c.value if hasattr(c, "value") else c): Decimal(a or 0) for c, a in session.execute(open_q)}
     overdue_q = scoped(
-        select(Invoice.currency, func.sum(Invoice.gross_total - Invoice.paid_amount))
-        .where(Invoice.type == InvoiceType.INVOICE, Invoice.state == InvoiceState.ISSUED,
-               Invoice.paid_amount < Invoice.gross_total, Invoice.due_date < today),
+        select(Invoice.currency, func.sum(left)).where(*open_where, Invoice.due_date < today),
         Invoice.location_id,
     ).group_by(Invoice.currency)
     overdue = {str(c.value if hasattr(c, "value") else c): Decimal(a or 0) for c, a in session.execute(overdue_q)}

@@ -1,0 +1,167 @@
+"""A customer's balance and account statement: the one query path selfcare and staff share.
+
+The rule: balance = Σ issued invoices (and advances) − Σ issued credit notes − Σ payments
+received from the customer, per currency, as of a date (invoices by issue date, payments by
+the date received). Positive: the customer owes; negative: the customer has credit. A cancelled
+invoice counts for nothing, and neither do the credit notes correcting it (cancelling issues a
+full credit note: the pair is void); payments not yet identified (no customer) are nobody's. Every
+function here issues a fixed number of SQL statements, however many rows there are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from portal.domain import DomainError
+from portal.domain.payments import PAYABLE_TYPES, _cur, _money
+from portal.models import Invoice, InvoiceState, InvoiceType, Payment, PaymentSource
+from portal.models.base import ZERO
+
+BALANCE_TYPES = (*PAYABLE_TYPES, InvoiceType.CREDIT_NOTE)
+# Within a day: documents first, then the money that paid them.
+_KIND_ORDER = {"invoice": 0, "credit_note": 1, "payment": 2}
+_SOURCE_LABEL = {
+    PaymentSource.BANK_IMPORT: "bank transfer",
+    PaymentSource.MANUAL: "payment",
+    PaymentSource.CARD: "card payment",
+    PaymentSource.CASH: "cash payment",
+}
+
+
+def customer_balance(session: Session, customer_id: int, *, as_of: date | None = None) -> dict[str, Decimal]:
+    """{currency: balance} — positive = the customer owes — as of the end of `as_of` (default:
+    everything). Two SQL statements. Currencies the customer never dealt in are absent."""
+    corrected = aliased(Invoice, name="corrected")
+    invoices = (
+        select(Invoice.currency, func.sum(Invoice.gross_total))
+        .outerjoin(corrected, corrected.id == Invoice.corrects_id)
+        .where(Invoice.customer_id == customer_id, *_counted(corrected))
+    )
+    paid = select(Payment.currency, func.sum(Payment.amount)).where(Payment.customer_id == customer_id)
+    if as_of is not None:
+        invoices = invoices.where(Invoice.issue_date <= as_of)
+        paid = paid.where(Payment.received_on <= as_of)
+    balance: dict[str, Decimal] = {}
+    for currency, total in session.execute(invoices.group_by(Invoice.currency)):
+        balance[_cur(currency)] = balance.get(_cur(currency), ZERO) + _money(total)
+    for currency, total in session.execute(paid.group_by(Payment.currency)):
+        balance[_cur(currency)] = balance.get(_cur(currency), ZERO) - _money(total)
+    return dict(sorted(balance.items()))
+
+
+def _counted(corrected) -> tuple:
+    """Issued invoices, advances and credit notes — not those correcting a cancelled invoice."""
+    return (
+        Invoice.state == InvoiceState.ISSUED,
+        Invoice.type.in_(BALANCE_TYPES),
+        or_(Invoice.corrects_id.is_(None), corrected.state == InvoiceState.ISSUED),
+    )
+
+
+@dataclass
+class StatementEntry:
+    on: date
+    kind: str  # "invoice" | "credit_note" | "payment"
+    reference: str  # invoice number; payment's VS or bank reference
+    description: str
+    currency: str
+    debit: Decimal  # what the customer was charged
+    credit: Decimal  # what was paid or credited
+    balance: Decimal  # running balance in this currency after the entry
+    invoice_id: int | None = None
+    payment_id: int | None = None
+    due_date: date | None = None
+    variable_symbol: str | None = None
+
+
+@dataclass
+class Statement:
+    customer_id: int
+    start: date
+    end: date
+    opening: dict[str, Decimal]  # balance at the start of `start`
+    entries: list[StatementEntry]
+    debit_total: dict[str, Decimal] = field(default_factory=dict)
+    credit_total: dict[str, Decimal] = field(default_factory=dict)
+    closing: dict[str, Decimal] = field(default_factory=dict)  # balance at the end of `end`
+
+    @property
+    def currencies(self) -> list[str]:
+        return sorted(set(self.opening) | set(self.closing))
+
+    def entries_in(self, currency: str) -> list[StatementEntry]:
+        return [e for e in self.entries if e.currency == currency]
+
+
+def customer_statement(session: Session, customer_id: int, start: date, end: date) -> Statement:
+    """The customer's account statement for [start, end]: opening balance per currency,
+    every invoice, credit note and payment in date order (documents before payments on the
+    same day) with a running balance, totals and the closing balance (= opening + debits −
+    credits). Four SQL statements, whatever the number of entries."""
+    if start > end:
+        raise DomainError("The statement must start before it ends.", field="start")
+    opening = customer_balance(session, customer_id, as_of=start - timedelta(days=1))
+    corrected = aliased(Invoice, name="corrected")
+    invoice_rows = session.execute(
+        select(Invoice, corrected.number)
+        .outerjoin(corrected, corrected.id == Invoice.corrects_id)
+        .where(Invoice.customer_id == customer_id, *_counted(corrected),
+               Invoice.issue_date >= start, Invoice.issue_date <= end)
+    ).all()
+    payment_rows = session.scalars(
+        select(Payment).where(Payment.customer_id == customer_id, Payment.received_on >= start,
+                              Payment.received_on <= end)
+    ).all()
+
+    raw: list[tuple] = []
+    for invoice, corrected_number in invoice_rows:
+        amount = _money(invoice.gross_total)
+        if invoice.type == InvoiceType.CREDIT_NOTE:
+            description = f"Credit note {invoice.number} to invoice {corrected_number or '?'}"
+            if invoice.correction_reason:
+                description += f": {invoice.correction_reason}"
+            entry = StatementEntry(invoice.issue_date, "credit_note", invoice.number, description,
+                                   _cur(invoice.currency), ZERO, -amount, ZERO, invoice_id=invoice.id,
+                                   variable_symbol=invoice.variable_symbol)
+        else:
+            label = "Advance invoice" if invoice.type == InvoiceType.ADVANCE else "Invoice"
+            description = f"{label} {invoice.number}"
+            if invoice.period_start and invoice.period_end:
+                description += f" for {invoice.period_start:%d.%m.%Y}–{invoice.period_end:%d.%m.%Y}"
+            entry = StatementEntry(invoice.issue_date, "invoice", invoice.number, description,
+                                   _cur(invoice.currency), amount, ZERO, ZERO, invoice_id=invoice.id,
+                                   due_date=invoice.due_date, variable_symbol=invoice.variable_symbol)
+        raw.append((entry.on, _KIND_ORDER[entry.kind], invoice.id, entry))
+    for payment in payment_rows:
+        label = _SOURCE_LABEL.get(payment.source, "payment").capitalize()
+        details = ", ".join(p for p in (payment.counterparty_name, payment.message) if p)
+        entry = StatementEntry(
+            payment.received_on, "payment", payment.variable_symbol or payment.bank_reference or f"#{payment.id}",
+            f"{label}: {details}" if details else label, _cur(payment.currency), ZERO, _money(payment.amount), ZERO,
+            payment_id=payment.id, variable_symbol=payment.variable_symbol,
+        )
+        raw.append((entry.on, _KIND_ORDER["payment"], payment.id, entry))
+    raw.sort(key=lambda r: r[:3])
+
+    running = dict(opening)
+    debit_total: dict[str, Decimal] = {}
+    credit_total: dict[str, Decimal] = {}
+    entries = []
+    for *_, entry in raw:
+        c = entry.currency
+        running[c] = running.get(c, ZERO) + entry.debit - entry.credit
+        entry.balance = running[c]
+        debit_total[c] = debit_total.get(c, ZERO) + entry.debit
+        credit_total[c] = credit_total.get(c, ZERO) + entry.credit
+        entries.append(entry)
+    for c in running:
+        debit_total.setdefault(c, ZERO)
+        credit_total.setdefault(c, ZERO)
+        opening.setdefault(c, ZERO)
+    return Statement(customer_id, start, end, dict(sorted(opening.items())), entries,
+                     dict(sorted(debit_total.items())), dict(sorted(credit_total.items())),
+                     dict(sorted(running.items())))
