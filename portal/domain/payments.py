@@ -521,6 +521,7 @@ def settle_credit_note(session: Session, credit_note: Invoice, *, actor: Actor, 
     payments = {p.id: p for p in _lock_payments(session, select(PaymentAllocation.payment_id).where(
         PaymentAllocation.invoice_id == target_id))}
     target, credited = _lock_invoices(session, [target_id])[0]
+    target.credited_amount = credited
     released = ZERO
     excess = target.paid_amount + credited - target.gross_total
     if excess > 0 and target.type in PAYABLE_TYPES and target.state == InvoiceState.ISSUED:

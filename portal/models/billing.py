@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Date,
     ForeignKey,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -150,6 +152,9 @@ class Invoice(TimestampMixin, Base):
     # Cached Σ of allocations (for credit notes: Σ of what they settled), kept by the payment rules.
     paid_amount: Mapped[Decimal] = mapped_column(Money, default=ZERO)
     paid_at: Mapped[date | None] = mapped_column(Date)
+    # Cached −Σ gross of the issued credit notes correcting this invoice (kept by
+    # payments.settle_credit_note), so what is due reads without another query.
+    credited_amount: Mapped[Decimal] = mapped_column(Money, default=ZERO, server_default="0")
     document_id: Mapped[int | None] = mapped_column(ForeignKey("stored_document.id", ondelete="SET NULL"))
 
     customer: Mapped[Customer] = relationship()
@@ -164,7 +169,7 @@ class Invoice(TimestampMixin, Base):
     def amount_due(self) -> Decimal:
         if self.type == InvoiceType.CREDIT_NOTE or self.state == InvoiceState.CANCELLED:
             return ZERO
-        return max(self.gross_total - self.paid_amount, ZERO)
+        return max(self.gross_total - self.paid_amount - (self.credited_amount or ZERO), ZERO)
 
 
 class InvoiceLine(TimestampMixin, Base):
@@ -232,6 +237,9 @@ class Charge(TimestampMixin, Base):
     net: Mapped[Decimal] = mapped_column(Money)
     vat: Mapped[Decimal] = mapped_column(Money)
     gross: Mapped[Decimal] = mapped_column(Money)
+    # Which side of the amount is fixed: the gross (a price including VAT, as promised to
+    # consumers) or the net. The invoice's VAT recapitulation keeps that side of the line.
+    price_includes_vat: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     currency: Mapped[Currency] = mapped_column(StrEnumType(Currency, "currency"))
     invoice_line_id: Mapped[int | None] = mapped_column(ForeignKey("invoice_line.id", ondelete="SET NULL"), unique=True)
 
