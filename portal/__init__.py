@@ -61,6 +61,10 @@ def create_app(overrides: dict | None = None) -> Flask:
         default_translation_directories=str(ROOT / "portal" / "translations"),
     )
 
+    from portal.domain.billing import protect_issued_invoices
+
+    protect_issued_invoices()  # an issued invoice never changes (ORM-level guard)
+
     from portal.auth.sessions import init_sessions
 
     init_sessions(app)

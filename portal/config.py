@@ -68,6 +68,8 @@ class DefaultConfig:
 
     DOCUMENTS_DIR: str | None = None  # default: instance/documents
     HUEY_URL: str | None = None  # default: sqlite file in instance/; redis://… in production
+    HUEY_NAME = "portal"  # queue name (one Redis may serve several portals)
+    UPLOADS_DIR: str | None = None  # default: instance/uploads; shared storage with remote workers
 
     # Operators must enrol TOTP; the demo operator may be exempt.
     OPERATOR_TOTP_REQUIRED = False
@@ -122,6 +124,7 @@ def load_config(app, overrides: dict | None = None) -> None:
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
     app.config["MAIL_OUTBOX_DIR"] = app.config.get("MAIL_OUTBOX_DIR") or str(instance / "outbox")
     app.config["DOCUMENTS_DIR"] = app.config.get("DOCUMENTS_DIR") or str(instance / "documents")
+    app.config["UPLOADS_DIR"] = app.config.get("UPLOADS_DIR") or str(instance / "uploads")
     if not app.config.get("HUEY_URL"):
         app.config["HUEY_URL"] = f"sqlite:///{instance / 'jobs.db'}"
 
@@ -133,4 +136,6 @@ def load_config(app, overrides: dict | None = None) -> None:
             )
         app.config["SESSION_COOKIE_SECURE"] = True
         app.config["REMEMBER_COOKIE_SECURE"] = True
-        app.config.setdefault("PREFERRED_URL_SCHEME", "https")
+        # Flask's own default is "http", so setdefault() would never apply.
+        if app.config.get("PREFERRED_URL_SCHEME", "http") == "http":
+            app.config["PREFERRED_URL_SCHEME"] = "https"

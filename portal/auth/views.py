@@ -9,6 +9,7 @@ from flask_login import current_user
 from portal.auth import bp
 from portal.auth.forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SecondFactorForm
 from portal.auth.sessions import (
+    _load_session_row,
     client_agent,
     client_ip,
     current_auth_session,
@@ -40,6 +41,9 @@ def safe_next(target: str | None, face: Face) -> str:
     """Only a local path of the same face; never another host (no open redirect)."""
     home = url_for(FACES[face]["home"])
     if not target:
+        return home
+    if any(ord(c) < 32 or ord(c) == 127 for c in target):
+        # urlsplit silently drops tabs and newlines, and a newline in Location is a 500.
         return home
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
@@ -131,14 +135,26 @@ def _verify(face: Face):
     return render("auth/verify.html", status=status, **_ctx(face, form=form))
 
 
+def _second_factor_key() -> str:
+    """Rate-limit key for the second factor: the login it is for, whatever IP it comes from
+    (else a known password plus many IPs could walk the code space)."""
+    # Not the cached current_auth_session(): limits are checked before `g` is reset.
+    row = _load_session_row(include_pending=True)
+    if row is None:
+        return "2fa:none"
+    return f"2fa:{row.face}:{row.operator_id or row.customer_login_id}"
+
+
 @bp.route("/login/verify", methods=["GET", "POST"])
 @limiter.limit(_ip_limit, methods=["POST"])
+@limiter.limit(_account_limit, key_func=_second_factor_key, methods=["POST"])
 def customer_verify():
     return _verify(Face.CUSTOMER)
 
 
 @bp.route("/staff/login/verify", methods=["GET", "POST"])
 @limiter.limit(_ip_limit, methods=["POST"])
+@limiter.limit(_account_limit, key_func=_second_factor_key, methods=["POST"])
 def operator_verify():
     return _verify(Face.OPERATOR)
 

@@ -27,7 +27,9 @@ from portal.models.base import utcnow
 
 
 def normalise_email(email: str) -> str:
-    return (email or "").strip().lower()
+    # PostgreSQL text cannot hold NUL: a NUL would turn a failed login into a 500. U+FFFD
+    # keeps the attempt recordable and matches no stored address.
+    return (email or "").replace("\x00", "\ufffd").strip().lower()
 
 
 def find_login(session: Session, face: Face, email: str) -> CustomerLogin | Operator | None:

@@ -8,7 +8,9 @@ from decimal import Decimal
 from flask import Flask, g, render_template, request
 from flask_babel import format_currency, format_date, format_datetime, get_locale
 from flask_babel import gettext as _
+from flask_babel import refresh as babel_refresh
 from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
 
 from portal.web.htmx import is_htmx
 
@@ -38,11 +40,16 @@ def _security_headers(response):
     return response
 
 
-def _error_page(status: int, message: str | None = None):
+def _error_page(status: int, message: str | None = None, error: Exception | None = None):
+    # Keep the exception's own headers (Allow on a 405, Retry-After...), not its body.
+    headers = []
+    if isinstance(error, HTTPException):
+        headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
     if is_htmx():
         # HTMX swaps nothing on errors by default; send a short fragment it can show.
-        return render_template("errors/_fragment.html", status=status, message=message), status
-    return render_template([f"errors/{status}.html", "errors/generic.html"], status=status, message=message), status
+        return render_template("errors/_fragment.html", status=status, message=message), status, headers
+    return (render_template([f"errors/{status}.html", "errors/generic.html"], status=status, message=message),
+            status, headers)
 
 
 def money(amount, currency: str = "CZK") -> str:
@@ -56,6 +63,13 @@ def init_web(app: Flask) -> None:
 
     @app.before_request
     def _request_id():
+        # The locale is cached per context; a context may outlive one request (tests, CLI).
+        babel_refresh()
+        # PostgreSQL text cannot hold NUL; no honest form sends one.
+        if request.method in ("POST", "PUT", "PATCH") and any(
+            "\x00" in v for values in request.form.listvalues() for v in values
+        ):
+            return _error_page(400)
         g.request_id = request.headers.get("X-Request-ID", "")[:40] or secrets.token_hex(8)
 
     @app.errorhandler(CSRFError)
@@ -63,7 +77,7 @@ def init_web(app: Flask) -> None:
         return _error_page(400, _("The form expired or was sent from elsewhere. Please reload the page and try again."))
 
     for status in (400, 403, 404, 405, 413, 429):
-        app.register_error_handler(status, lambda e, s=status: _error_page(s))
+        app.register_error_handler(status, lambda e, s=status: _error_page(s, error=e))
 
     @app.errorhandler(500)
     def _server_error(e):
