@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 23:12:44.197085
+Create Date: 2026-11-27 00:22:48.558759
 
 """
 from alembic import op
@@ -763,6 +763,7 @@ def upgrade():
     sa.Column('rounding', sa.Numeric(precision=12, scale=2), nullable=False),
     sa.Column('paid_amount', sa.Numeric(precision=12, scale=2), nullable=False),
     sa.Column('paid_at', sa.Date(), nullable=True),
+    sa.Column('credited_amount', sa.Numeric(precision=12, scale=2), server_default='0', nullable=False),
     sa.Column('document_id', sa.Integer(), nullable=True),
     sa.Column('created_at', portal.models.base.UTCDateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.Column('updated_at', portal.models.base.UTCDateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
@@ -1017,6 +1018,7 @@ def upgrade():
     sa.Column('net', sa.Numeric(precision=12, scale=2), nullable=False),
     sa.Column('vat', sa.Numeric(precision=12, scale=2), nullable=False),
     sa.Column('gross', sa.Numeric(precision=12, scale=2), nullable=False),
+    sa.Column('price_includes_vat', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column('currency', sa.Enum('CZK', 'EUR', name='currency', native_enum=False, create_constraint=True, length=7), nullable=False),
     sa.Column('invoice_line_id', sa.Integer(), nullable=True),
     sa.Column('created_at', portal.models.base.UTCDateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
