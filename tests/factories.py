@@ -16,6 +16,7 @@ from portal.models import (
     ContactPurpose,
     Currency,
     Customer,
+    Language,
     CustomerKind,
     CustomerLogin,
     CustomerService,
@@ -97,6 +98,8 @@ class CustomerFactory(Base):
     postal_code = "602 00"
     variable_symbol = factory.Sequence(lambda n: f"{n + 7000000}")
     billing_plan = factory.SubFactory(BillingPlanFactory)
+    # Tests read English text; a test about Czech sets the language itself.
+    language = Language.EN
 
 
 class ContactFactory(Base):

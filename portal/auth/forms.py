@@ -18,7 +18,7 @@ class SecondFactorForm(FlaskForm):
 
 
 class ForgotPasswordForm(FlaskForm):
-    email = EmailField(_l("E-mail"), validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)],
+    email = EmailField(_l("E-mail"), validators=[DataRequired(), Email(check_deliverability=False, allow_smtputf8=False), Length(max=254)],
                        render_kw={"autocomplete": "email", "autofocus": True})
 
 

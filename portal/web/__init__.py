@@ -10,6 +10,7 @@ from flask_babel import format_currency, format_date, format_datetime, get_local
 from flask_babel import gettext as _
 from flask_babel import refresh as babel_refresh
 from flask_wtf.csrf import CSRFError
+from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import HTTPException
 
 from portal.web.htmx import is_htmx
@@ -65,11 +66,14 @@ def init_web(app: Flask) -> None:
     def _request_id():
         # The locale is cached per context; a context may outlive one request (tests, CLI).
         babel_refresh()
-        # PostgreSQL text cannot hold NUL; no honest form sends one.
+        # PostgreSQL text cannot hold NUL: replace it, so forms answer with their usual
+        # messages instead of failing in the database.
         if request.method in ("POST", "PUT", "PATCH") and any(
             "\x00" in v for values in request.form.listvalues() for v in values
         ):
-            return _error_page(400)
+            request.form = ImmutableMultiDict(
+                [(k, v.replace("\x00", "\ufffd")) for k, values in request.form.lists() for v in values]
+            )
         g.request_id = request.headers.get("X-Request-ID", "")[:40] or secrets.token_hex(8)
 
     @app.errorhandler(CSRFError)
