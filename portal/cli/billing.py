@@ -8,6 +8,7 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from portal.cli._queue import enqueue_and_report, queue_option
 from portal.domain import DomainError
 from portal.domain.actors import Actor
 from portal.extensions import db
@@ -76,11 +77,19 @@ def preview(period: str, show_all: bool):
 @click.option("--issue-date", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="Issue date of the invoices (default: today).")
 @click.option("--batch-size", default=500, show_default=True, help="Customers per committed batch.")
-def run(period: str, issue_date, batch_size: int):
+@queue_option
+def run(period: str, issue_date, batch_size: int, queued: bool):
     """Bill the month: create charges and issue invoices (running it twice adds nothing)."""
-    from portal.domain.billing import run_billing
+    from portal.domain.billing import billing_period, run_billing
 
     issued_on: date | None = issue_date.date() if issue_date else None
+    if queued:
+        try:
+            start, _end = billing_period(period)
+        except DomainError as exc:
+            raise click.ClickException(str(exc)) from exc
+        enqueue_and_report("billing_run", {"period_start": start, "issue_date": issued_on}, _actor())
+        return
     state = {"bar": None, "done": 0}
 
     def progress(done: int, total: int) -> None:

@@ -6,6 +6,8 @@ import sys
 import click
 from flask.cli import AppGroup
 
+from portal.cli._queue import queue_option
+from portal.domain.actors import Actor
 from portal.extensions import db
 
 group = AppGroup("documents", help="Rendered documents: render pending ones, verify stored files.")
@@ -16,9 +18,24 @@ group = AppGroup("documents", help="Rendered documents: render pending ones, ver
               help="Render every issued invoice, credit note, agreement and reminder without a stored document.")
 @click.argument("kind", required=False)
 @click.argument("owner_id", required=False, type=int)
-def render_cmd(pending_only: bool, kind: str | None, owner_id: int | None):
-    """Render documents: `--pending`, or one by KIND and OWNER_ID (e.g. `invoice 123`)."""
+@queue_option
+def render_cmd(pending_only: bool, kind: str | None, owner_id: int | None, queued: bool):
+    """Render documents: `--pending`, or one by KIND and OWNER_ID (e.g. `invoice 123`).
+    With --queue, each document becomes a background job."""
     from portal.documents import DocumentError, pending, render_document
+
+    if queued:
+        from portal.jobs import enqueue
+
+        targets = pending(db.session) if pending_only else [(kind, owner_id)]
+        if not pending_only and (not kind or owner_id is None):
+            raise click.UsageError("give --pending, or KIND and OWNER_ID")
+        actor = Actor.system("cli: documents render")
+        for doc_kind, oid in targets:
+            enqueue("render_document", {"document_kind": getattr(doc_kind, "value", doc_kind), "owner_id": oid},
+                    actor=actor)
+        click.echo(f"Queued {len(targets)} rendering jobs.")
+        return
 
     if not pending_only:
         if not kind or owner_id is None:

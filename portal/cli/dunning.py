@@ -8,6 +8,7 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from portal.cli._queue import enqueue_and_report, queue_option
 from portal.domain import DomainError
 from portal.domain.actors import Actor
 from portal.extensions import db
@@ -29,11 +30,15 @@ def _customer(number: str):
 @group.command("run")
 @click.option("--date", "on", type=DATE, default=None, help="Run as of this day (default: today).")
 @click.option("--dry-run", is_flag=True, help="Show what would happen; write and send nothing.")
-def run(on, dry_run: bool):
+@queue_option
+def run(on, dry_run: bool, queued: bool):
     """Issue reminders, block and unblock services, close settled cases."""
     from portal.domain.dunning import run_dunning
 
     day = on.date() if on else date.today()
+    if queued:
+        enqueue_and_report("dunning_run", {"on": day, "dry_run": dry_run}, Actor.system("cli: dunning run"))
+        return
     bar = None
 
     def progress(done: int, total: int) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
+from portal.cli._queue import queue_option
 from portal.domain import DomainError
 from portal.domain.actors import Actor
 from portal.extensions import db
@@ -16,9 +17,17 @@ group = AppGroup("payments", help="Bank statements, payments and their pairing w
 
 @group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def import_file(file: Path):
+@queue_option
+def import_file(file: Path, queued: bool):
     """Import a bank statement (CAMT.053 XML or CSV) and pair its payments."""
     from portal.domain.statements import import_statement
+
+    if queued:
+        from portal.jobs import enqueue_statement_import
+
+        job = enqueue_statement_import(file.name, file.read_bytes(), actor=Actor.system("cli"))
+        click.echo(f"Queued job {job.id} (statement_import). Follow it with: flask jobs show {job.id}")
+        return
 
     try:
         imp = import_statement(db.session, file.name, file.read_bytes(), actor=Actor.system("cli"))

@@ -36,7 +36,8 @@ def demo_data(customers: int, seed: int, if_empty: bool):
 @click.option("--admin/--no-admin", default=True, show_default=True, help="Give the operator every right.")
 def create_operator(email: str, name: str, password: str, admin: bool):
     """Create a staff operator."""
-    from portal.domain.accounts import create_operator as make, ensure_admin_role, ensure_rights
+    from portal.domain.accounts import create_operator as make
+    from portal.domain.accounts import ensure_admin_role, ensure_rights
 
     ensure_rights(db.session)
     roles = [ensure_admin_role(db.session)] if admin else []
