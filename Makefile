@@ -35,6 +35,18 @@ run: install check-system
 	trap 'kill $$jobs 2>/dev/null; wait $$jobs' EXIT; trap 'exit 130' INT TERM; \
 	$(BIN)/flask run --host 127.0.0.1 --port $(PORT)
 
+# Benchmarks (not part of `make test`): SCALE=small for a quick run. PostgreSQL too when
+# PORTAL_BENCH_DATABASE_URL is set. Results land in bench/results.json.
+SCALE ?= large
+bench: install
+ifeq ($(SCALE),small)
+	$(BIN)/python -m bench.billing --sizes 1000
+	$(BIN)/python -m bench.documents --repeat 3 --renders 100
+else
+	$(BIN)/python -m bench.billing --sizes 1000,10000,100000
+	$(BIN)/python -m bench.documents
+endif
+
 test: install
 	$(BIN)/pytest
 
