@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("selfcare", __name__)
 
-from portal.selfcare import views  # noqa: E402,F401
+from portal.selfcare import acceptance, views  # noqa: E402,F401

@@ -1,0 +1,410 @@
+"""Agreements and annexes: drafting, issuing (number + stored PDF), invalidation, the annex a
+plan change creates, and acceptance — by an e-mailed one-time code after the customer opened
+the PDF, or by staff for a signed paper copy (domain.md §3 "Agreement lifecycle").
+
+Nothing here commits; the caller owns the transaction. Every change writes its audit entry.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import date, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from portal.domain import DomainError
+from portal.domain.actors import Actor
+from portal.domain.audit import record
+from portal.domain.numbering import format_number, next_number
+from portal.models import (
+    AcceptanceMethod,
+    ActorType,
+    Agreement,
+    AgreementAcceptance,
+    AgreementState,
+    AgreementType,
+    AuditEntry,
+    CustomerService,
+)
+from portal.models.accounts import OneTimeCode
+from portal.models.agreements import Numbering, agreement_services
+from portal.models.base import utcnow
+
+CODE_PURPOSE = "agreement_acceptance"
+CODE_DIGITS = 6
+CODE_VALID_MINUTES = 15
+CODE_MAX_ATTEMPTS = 5
+# Each code allows 5 guesses; capping codes per hour keeps guessing a 6-digit code hopeless.
+CODES_PER_HOUR = 5
+OPENED_ACTION = "agreement.document_opened"
+
+
+# --- errors ------------------------------------------------------------------------------
+
+class AgreementError(DomainError):
+    """An agreement rule refused the action."""
+
+
+class AgreementStateError(AgreementError):
+    """The agreement is not in a state that allows this step."""
+
+
+class ServiceNotOwned(AgreementError):
+    """A service given for the agreement belongs to another customer."""
+
+
+class AnnexNeedsParent(AgreementError):
+    """An annex type was used without the agreement it amends (or a parent of another customer)."""
+
+
+class NoteRequired(AgreementError):
+    """Invalidating an agreement needs a note saying why."""
+
+
+class DocumentNotOpened(AgreementError):
+    """The customer has not opened the current PDF of the agreement yet."""
+
+
+class CodeInvalid(AgreementError):
+    """The one-time code is wrong, or none is pending."""
+
+
+class CodeExpired(AgreementError):
+    """The one-time code is older than its validity."""
+
+
+class TooManyAttempts(AgreementError):
+    """The one-time code was guessed wrong too often; a new one must be sent."""
+
+
+class TooManyCodes(AgreementError):
+    """Too many codes were asked for within an hour."""
+
+
+# --- numbering and drafting -----------------------------------------------------------------
+
+def numbering_scope(agreement_type: AgreementType, customer=None) -> str:
+    """The number_sequence scope of an agreement type: one counter for all agreements
+    (global), per type, or per type and customer. `customer` is needed only for per_customer
+    (portal/demo.py calls this with the type alone, for per-type numbering)."""
+    if agreement_type.numbering == Numbering.GLOBAL:
+        return "agreement"
+    if agreement_type.numbering == Numbering.PER_CUSTOMER:
+        if customer is None:
+            raise AgreementError(f"Agreement type {agreement_type.name} is numbered per customer; a customer is needed.")
+        return f"agreement:{agreement_type.id}:customer:{customer.id}"
+    return f"agreement:{agreement_type.id}"
+
+
+def _audit(session: Session, actor: Actor, action: str, agreement: Agreement, changes: dict | None = None) -> None:
+    record(session, actor, action, "agreement", agreement.id, changes or {}, customer_id=agreement.customer_id)
+
+
+def create_agreement(session: Session, agreement_type: AgreementType, customer, services, *, actor: Actor,
+                     valid_from: date | None = None, parent: Agreement | None = None, summary: str = "") -> Agreement:
+    """A draft agreement of `customer` covering `services`. Every service must be the
+    customer's own; an annex type needs the parent agreement (of the same customer)."""
+    services = list(services)
+    foreign = [s for s in services if s.customer_id != customer.id]
+    if foreign:
+        raise ServiceNotOwned(
+            f"Service {', '.join(str(s.id) for s in foreign)} does not belong to customer {customer.customer_number}.",
+            field="services",
+        )
+    if agreement_type.is_annex and parent is None:
+        raise AnnexNeedsParent(f"{agreement_type.name} is an annex: choose the agreement it amends.", field="parent")
+    if parent is not None and parent.customer_id != customer.id:
+        raise AnnexNeedsParent("The parent agreement belongs to another customer.", field="parent")
+    if parent is not None and parent.state == AgreementState.INVALID:
+        raise AnnexNeedsParent(f"Agreement {parent.number} is invalid; an annex cannot amend it.", field="parent")
+    agreement = Agreement(
+        type=agreement_type, customer=customer, customer_services=services, valid_from=valid_from,
+        parent=parent, summary=summary or "", state=AgreementState.DRAFT,
+    )
+    session.add(agreement)
+    session.flush()
+    _audit(session, actor, "agreement.created", agreement, {
+        "type_id": agreement_type.id, "service_ids": [s.id for s in services],
+        "parent_id": parent.id if parent else None, "valid_from": valid_from,
+    })
+    return agreement
+
+
+def issue_agreement(session: Session, agreement: Agreement, *, actor: Actor, on: date | None = None) -> Agreement:
+    """draft → issued: the next gapless number of the type's scope for the year of `on`
+    (default today), formatted by the type's number_format ({year}, {seq}, {customer_number},
+    {type_code}); conclusion date `on`; the PDF rendered and stored as the current document.
+    Only drafts are issued."""
+    if agreement.state != AgreementState.DRAFT:
+        raise AgreementStateError(
+            f"Only a draft can be issued; agreement {agreement.number or agreement.id} is {agreement.state.value}."
+        )
+    on = on or date.today()
+    atype = agreement.type
+    customer = agreement.customer
+    # Format check first, so a bad format costs no number (the counter is taken last).
+    parts = {"year": on.year, "customer_number": customer.customer_number, "type_code": atype.code}
+    format_number(atype.number_format, seq=0, **parts)
+    seq = next_number(session, numbering_scope(atype, customer), on.year)
+    agreement.sequence = seq
+    agreement.number = format_number(atype.number_format, seq=seq, **parts)
+    agreement.conclusion_date = on
+    if agreement.valid_from is None:
+        agreement.valid_from = on
+    agreement.issued_at = utcnow()
+    agreement.state = AgreementState.ISSUED
+    session.flush()
+
+    from portal.documents import document_for, kind_for  # lazy: documents pull in WeasyPrint
+
+    doc = document_for(session, kind_for(agreement), agreement)
+    agreement.current_document_id = doc.id
+    _audit(session, actor, "agreement.issued", agreement, {
+        "state": ["draft", "issued"], "number": agreement.number, "sequence": seq,
+        "conclusion_date": on, "document_id": doc.id, "document_sha256": doc.sha256,
+    })
+    return agreement
+
+
+def invalidate_agreement(session: Session, agreement: Agreement, *, actor: Actor, note: str) -> Agreement:
+    """any → invalid, with a note saying why (required). The number stays taken."""
+    note = (note or "").strip()
+    if not note:
+        raise NoteRequired("Say why the agreement is invalid.", field="note")
+    if agreement.state == AgreementState.INVALID:
+        raise AgreementStateError(f"Agreement {agreement.number or agreement.id} is already invalid.")
+    before = agreement.state
+    agreement.state = AgreementState.INVALID
+    agreement.invalid_note = note
+    session.flush()
+    _audit(session, actor, "agreement.invalidated", agreement, {"state": [before, "invalid"], "note": note})
+    return agreement
+
+
+# --- plan change annex ----------------------------------------------------------------------
+
+def _price(service: CustomerService) -> Decimal:
+    d = service.definition
+    return service.price_override if service.price_override is not None else d.price
+
+
+def _money(value: Decimal) -> str:
+    return f"{Decimal(value):.2f}"
+
+
+def covering_agreement(session: Session, service: CustomerService) -> Agreement | None:
+    """The main agreement (not an annex) covering `service`: the newest valid agreement that
+    lists it, or the parent of the newest valid annex that does."""
+    found = session.scalars(
+        select(Agreement)
+        .join(agreement_services, agreement_services.c.agreement_id == Agreement.id)
+        .where(agreement_services.c.customer_service_id == service.id,
+               Agreement.customer_id == service.customer_id,
+               Agreement.state.in_([AgreementState.ISSUED, AgreementState.ACCEPTED]))
+        .order_by(Agreement.parent_id.is_not(None), Agreement.id.desc())
+    ).first()
+    if found is None:
+        return None
+    return found.parent if found.parent is not None else found
+
+
+def create_annex_for_plan_change(session: Session, old_service: CustomerService, new_service: CustomerService, *,
+                                 actor: Actor, on: date, today: date | None = None) -> Agreement | None:
+    """The annex a plan change creates (domain.md §3 "Plan change"): issued at once, amending
+    the agreement that covers `old_service`, covering `new_service`, its summary naming the
+    old → new tariff, both prices and the effective date `on`.
+
+    Returns None — and changes nothing — when there is no annex type (AgreementType with
+    is_annex) or no issued/accepted agreement covers the old service: the plan change itself
+    must not fail for want of paperwork."""
+    annex_type = session.scalars(
+        select(AgreementType).where(AgreementType.is_annex.is_(True)).order_by(AgreementType.id)
+    ).first()
+    if annex_type is None:
+        return None
+    parent = covering_agreement(session, old_service)
+    if parent is None:
+        return None
+    old_def, new_def = old_service.definition, new_service.definition
+    old_name = old_def.customer_name or old_def.name
+    new_name = new_def.customer_name or new_def.name
+    currency = old_service.customer.location.currency.value if old_service.customer.location else "CZK"
+    summary = (
+        f"Change of {old_name} ({_money(_price(old_service))} {currency}) to {new_name} "
+        f"({_money(_price(new_service))} {currency}) from {on:%d.%m.%Y}."
+    )
+    annex = create_agreement(session, annex_type, new_service.customer, [new_service], actor=actor,
+                             valid_from=on, parent=parent, summary=summary)
+    return issue_agreement(session, annex, actor=actor, on=today)
+
+
+# --- acceptance -----------------------------------------------------------------------------
+
+def _current_document(session: Session, agreement: Agreement):
+    """The agreement's current stored PDF (re-rendered as a new version if what it prints
+    has changed since — then the customer must open that one)."""
+    from portal.documents import document_for, kind_for
+
+    return document_for(session, kind_for(agreement), agreement)
+
+
+def _require_acceptable(agreement: Agreement, login) -> None:
+    if agreement.customer_id != login.customer_id:
+        raise AgreementStateError("This agreement is not yours.")
+    if agreement.state != AgreementState.ISSUED:
+        raise AgreementStateError(
+            f"Agreement {agreement.number or agreement.id} is {agreement.state.value}; only an issued agreement can be accepted."
+        )
+
+
+def mark_document_opened(session: Session, agreement: Agreement, login, *, ip: str | None = None) -> AuditEntry:
+    """Record that `login` opened the agreement's current PDF (the sha256 it was served).
+    Acceptance by code requires such a record for the document being accepted."""
+    doc = agreement.current_document
+    if doc is None:
+        raise DocumentNotOpened("The agreement has no document yet.")
+    actor = Actor(ActorType.CUSTOMER, login.customer_id, login.email, ip)
+    return record(session, actor, OPENED_ACTION, "agreement", agreement.id,
+                  {"login_id": login.id, "document_id": doc.id, "sha256": doc.sha256},
+                  customer_id=agreement.customer_id)
+
+
+def document_opened(session: Session, agreement: Agreement, login, sha256: str) -> bool:
+    """Has `login` opened the agreement's document with this sha256?"""
+    entries = session.scalars(
+        select(AuditEntry).where(AuditEntry.action == OPENED_ACTION, AuditEntry.entity_type == "agreement",
+                                 AuditEntry.entity_id == agreement.id)
+    ).all()
+    return any((e.changes or {}).get("login_id") == login.id and (e.changes or {}).get("sha256") == sha256
+               for e in entries)
+
+
+def _code_hash(code_id_salt: str, code: str) -> str:
+    return hashlib.sha256(f"{code_id_salt}:{code}".encode()).hexdigest()
+
+
+def _salt(agreement: Agreement, login) -> str:
+    return f"{CODE_PURPOSE}:{agreement.id}:{login.id}"
+
+
+def _pending_codes(session: Session, agreement: Agreement, login) -> list[OneTimeCode]:
+    return list(session.scalars(
+        select(OneTimeCode).where(
+            OneTimeCode.purpose == CODE_PURPOSE, OneTimeCode.subject_type == "agreement",
+            OneTimeCode.subject_id == agreement.id, OneTimeCode.customer_login_id == login.id,
+            OneTimeCode.used_at.is_(None),
+        ).order_by(OneTimeCode.id.desc())
+    ))
+
+
+def request_acceptance_code(session: Session, agreement: Agreement, login, *, ip: str | None = None) -> None:
+    """E-mail a 6-digit one-time code to `login` for accepting `agreement`: only an issued
+    agreement of the login's own customer, whose current PDF the login has opened. The code
+    is stored hashed, expires in 15 minutes, allows 5 attempts; a new code replaces any
+    pending one; at most 5 codes an hour."""
+    _require_acceptable(agreement, login)
+    doc = _current_document(session, agreement)
+    if not document_opened(session, agreement, login, doc.sha256):
+        raise DocumentNotOpened("Open the agreement's PDF first: you accept the document you have read.")
+    now = utcnow()
+    recent = session.scalar(
+        select(func.count()).select_from(OneTimeCode).where(
+            OneTimeCode.purpose == CODE_PURPOSE, OneTimeCode.subject_type == "agreement",
+            OneTimeCode.subject_id == agreement.id, OneTimeCode.customer_login_id == login.id,
+            OneTimeCode.created_at > now - timedelta(hours=1),
+        )
+    )
+    if recent >= CODES_PER_HOUR:
+        raise TooManyCodes("You have asked for too many codes; please try again in an hour.")
+    for old in _pending_codes(session, agreement, login):
+        old.expires_at = min(old.expires_at, now)  # superseded: only the newest code works
+    code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+    session.add(OneTimeCode(
+        purpose=CODE_PURPOSE, subject_type="agreement", subject_id=agreement.id,
+        code_hash=_code_hash(_salt(agreement, login), code), customer_login_id=login.id, email=login.email,
+        expires_at=now + timedelta(minutes=CODE_VALID_MINUTES), attempts=0,
+    ))
+    session.flush()
+    # Lazy: mail needs the app; the rules stay importable without it.
+    from portal.mail import send_email
+
+    send_email(login.email, f"Code to accept agreement {agreement.number}", "agreement_code",
+               customer_id=agreement.customer_id, code=code, agreement=agreement, minutes=CODE_VALID_MINUTES)
+    actor = Actor(ActorType.CUSTOMER, login.customer_id, login.email, ip)
+    _audit(session, actor, "agreement.code_sent", agreement, {"login_id": login.id, "email": login.email})
+
+
+def accept_with_code(session: Session, agreement: Agreement, login, code: str, *, ip: str | None,
+                     user_agent: str | None) -> AgreementAcceptance:
+    """issued → accepted by the customer with the e-mailed code. The code must be the newest
+    pending one, unexpired, unused, within 5 attempts; a wrong code counts an attempt. The
+    evidence records the login, time, ip, user agent and the sha256 of the document opened.
+
+    On a refused code the attempt count has been changed: the caller commits (not rolls
+    back) so the count sticks."""
+    _require_acceptable(agreement, login)
+    doc = _current_document(session, agreement)
+    if not document_opened(session, agreement, login, doc.sha256):
+        raise DocumentNotOpened("Open the agreement's PDF first: you accept the document you have read.")
+    pending = _pending_codes(session, agreement, login)
+    if not pending:
+        raise CodeInvalid("No code is waiting: send yourself a new code.", field="code")
+    otc = pending[0]
+    now = utcnow()
+    if otc.expires_at <= now:
+        raise CodeExpired("The code has expired: send yourself a new one.", field="code")
+    if otc.attempts >= CODE_MAX_ATTEMPTS:
+        raise TooManyAttempts("Too many wrong attempts: send yourself a new code.", field="code")
+    given = "".join((code or "").split())
+    if not hmac.compare_digest(otc.code_hash, _code_hash(_salt(agreement, login), given)):
+        otc.attempts += 1
+        session.flush()
+        left = CODE_MAX_ATTEMPTS - otc.attempts
+        if left <= 0:
+            raise TooManyAttempts("Too many wrong attempts: send yourself a new code.", field="code")
+        raise CodeInvalid(f"The code is not right ({left} attempts left).", field="code")
+    otc.used_at = now
+    acceptance = AgreementAcceptance(
+        agreement=agreement, customer_login_id=login.id, at=now, ip=(ip or None) and ip[:45],
+        user_agent=(user_agent or None) and user_agent[:300], method=AcceptanceMethod.EMAIL_CODE,
+        document_sha256=doc.sha256,
+    )
+    session.add(acceptance)
+    agreement.state = AgreementState.ACCEPTED
+    agreement.accepted_at = now
+    session.flush()
+    actor = Actor(ActorType.CUSTOMER, login.customer_id, login.email, ip)
+    _audit(session, actor, "agreement.accepted", agreement, {
+        "state": ["issued", "accepted"], "method": "email_code", "login_id": login.id,
+        "document_sha256": doc.sha256, "user_agent": acceptance.user_agent,
+    })
+    return acceptance
+
+
+def accept_by_staff(session: Session, agreement: Agreement, *, operator_actor: Actor, note: str = "") -> AgreementAcceptance:
+    """issued → accepted on a signed paper copy, recorded by an operator (method staff). The
+    evidence carries the sha256 of the current document — the one printed for signing."""
+    if operator_actor.type != ActorType.OPERATOR:
+        raise AgreementError("Only an operator records a signed paper copy.")
+    if agreement.state != AgreementState.ISSUED:
+        raise AgreementStateError(
+            f"Agreement {agreement.number or agreement.id} is {agreement.state.value}; only an issued agreement can be accepted."
+        )
+    doc = _current_document(session, agreement)
+    now = utcnow()
+    acceptance = AgreementAcceptance(
+        agreement=agreement, operator_id=operator_actor.id, at=now, ip=operator_actor.ip,
+        method=AcceptanceMethod.STAFF, document_sha256=doc.sha256,
+    )
+    session.add(acceptance)
+    agreement.state = AgreementState.ACCEPTED
+    agreement.accepted_at = now
+    session.flush()
+    _audit(session, operator_actor, "agreement.accepted", agreement, {
+        "state": ["issued", "accepted"], "method": "staff", "note": (note or "").strip(),
+        "document_sha256": doc.sha256,
+    })
+    return acceptance
