@@ -24,6 +24,10 @@ def demo_data(customers: int, seed: int, if_empty: bool):
     if if_empty and db.session.scalar(select(func.count(Customer.id))):
         click.echo("Database already has data; demo data not loaded.")
         return
+    import logging
+
+    # The demo sends hundreds of reminder e-mails into the outbox; don't list each one.
+    logging.getLogger("portal.mail").setLevel(logging.WARNING)
     summary = load_demo_data(db.session, customers=customers, seed=seed, progress=click.echo)
     db.session.commit()
     click.echo(summary)
