@@ -55,6 +55,7 @@ lint: install
 
 # Refresh the translation catalogues after changing user-facing text.
 messages: install
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o portal/translations/messages.pot .
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k ngettext:1,2 --ignore-dirs '.* __pycache__ .venv' \
+	  -o portal/translations/messages.pot .
 	$(BIN)/pybabel update -i portal/translations/messages.pot -d portal/translations
 	$(BIN)/pybabel compile -d portal/translations
