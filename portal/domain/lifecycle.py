@@ -490,9 +490,11 @@ def change_plan(session: Session, service: CustomerService, target: ServiceDefin
                        to_state=None, reason=reason, scheduled=scheduled,
                        details={**details, "role": "successor", "predecessor_id": service.id})
     old_event.details = {**old_event.details, "partner_event_id": new_event.id}
-    # Annex agreement: the agreements module hooks in here — create an annex to the agreement
-    # covering `service`, naming the old and new tariff and the effective date `on`, attached
-    # to `successor` (domain.md §3 "Plan change"). Not part of this module.
+    # The annex to the agreement covering `service` (domain.md §3 "Plan change"); imported
+    # here because the agreements module builds on this one.
+    from portal.domain.agreements import create_annex_for_plan_change
+
+    create_annex_for_plan_change(session, service, successor, actor=actor, on=on, today=today)
     if scheduled:
         _audit(session, actor, "service.change_scheduled", service, old_event,
                {"to_definition_id": target.id, "successor_id": successor.id})

@@ -6,6 +6,8 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
+    DateField,
+    HiddenField,
     PasswordField,
     SelectField,
     StringField,
@@ -46,6 +48,74 @@ class InvoiceFilterForm(FlaskForm):
 
     year = SelectField(_l("Year"), coerce=_int_or_none, validate_choice=False)
     unpaid = BooleanField(_l("Unpaid only"))
+
+
+class StatementForm(FlaskForm):
+    """The period of an account statement (GET, no CSRF: it changes nothing). The range
+    rules (start before end, at most five years) are checked in the view's `validate`."""
+
+    class Meta:
+        csrf = False
+
+    start = DateField(_l("From"), validators=[InputRequired(message=_l("Enter the first day."))])
+    end = DateField(_l("To"), validators=[InputRequired(message=_l("Enter the last day."))])
+
+    MAX_DAYS = 5 * 366
+
+    def validate(self, extra_validators=None) -> bool:
+        if not super().validate(extra_validators):
+            return False
+        if self.start.data > self.end.data:
+            self.start.errors.append(_l("The first day must not be after the last day."))
+            return False
+        if (self.end.data - self.start.data).days > self.MAX_DAYS:
+            self.end.errors.append(_l("Choose at most five years."))
+            return False
+        return True
+
+
+# ---------------------------------------------------------------------------------- cancellation
+
+class CancelIdentifyForm(FlaskForm):
+    """Logged out: who is asking. The answer is the same whether the details match or not."""
+
+    customer_number = StringField(_l("Customer number"), validators=[
+        DataRequired(message=_l("Enter your customer number.")), Length(max=20)],
+        description=_l("It is on every invoice."))
+    email = StringField(_l("E-mail"), validators=[DataRequired(message=_l("Enter your e-mail address.")),
+                                                  Length(max=254)],
+                        render_kw={"autocomplete": "email", "type": "email"},
+                        description=_l("An address we have for you: we send the link there."))
+
+
+class CancelForm(FlaskForm):
+    """Step 2: the service and the end date; sent again with `confirm` from the review page.
+    An empty end date means the earliest possible one."""
+
+    service_id = SelectField(_l("Service"), coerce=_int_or_none, validate_choice=False,
+                             validators=[InputRequired(message=_l("Choose the service."))])
+    end_date = DateField(_l("End date"), validators=[Optional()],
+                         description=_l("Leave empty for the earliest possible date."))
+    confirm = HiddenField()
+
+
+# ---------------------------------------------------------------------------------- plan change
+
+class PlanChangeForm(FlaskForm):
+    """Confirm a plan change (POST). The target must be one of the service's allowed targets
+    (the choices the view sets); the date must not be in the past."""
+
+    target_id = SelectField(_l("New plan"), coerce=_int_or_none,
+                            validators=[InputRequired(message=_l("Choose the new plan."))])
+    on = DateField(_l("Effective from"), validators=[InputRequired(message=_l("Enter the date the change takes effect."))],
+                   description=_l("By default the first day of your next billing period; another day is prorated."))
+
+
+class PlanPreviewForm(PlanChangeForm):
+    """The same fields as a GET (the preview changes nothing)."""
+
+    class Meta:
+        csrf = False
 
 
 # ---------------------------------------------------------------------------------- requests
@@ -168,6 +238,11 @@ class ProofForm(FlaskForm):
 
 
 __all__ = [
+    "PlanChangeForm",
+    "PlanPreviewForm",
+    "CancelForm",
+    "CancelIdentifyForm",
+    "StatementForm",
     "AddressForm", "CommentForm", "ContactForm", "EmptyForm", "InvoiceFilterForm",
     "LanguageForm", "NewRequestForm", "NotificationsForm", "PasswordForm", "ProofForm",
     "RemoveContactForm", "TotpConfirmForm", "choices",

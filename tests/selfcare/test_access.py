@@ -14,7 +14,8 @@ from portal.models import (
 )
 from tests.factories import OperatorFactory
 
-PAGES = ["/", "/services", "/agreements", "/invoices", "/payments", "/requests", "/profile", "/security"]
+PAGES = ["/", "/services", "/agreements", "/invoices", "/payments", "/requests", "/profile", "/security",
+         "/statement", "/cancel/services"]
 
 
 def detail_urls(w) -> list[str]:
@@ -25,6 +26,9 @@ def detail_urls(w) -> list[str]:
         f"/invoices/{w.invoice.id}",
         f"/invoices/{w.paid_invoice.id}",
         f"/requests/{w.request.id}",
+        f"/invoices/{w.invoice.id}/pdf",
+        f"/services/{w.service.id}/plan",
+        f"/services/{w.service.id}/plan?target_id={w.target.id}&on=2099-01-01",
     ]
 
 
@@ -44,6 +48,8 @@ def post_actions(w) -> list[tuple[str, dict]]:
         ("/security/totp/disable", {"disable-proof": "x"}),
         ("/security/recovery-codes", {"codes-proof": "x"}),
         ("/security/sessions/logout-others", {}),
+        (f"/services/{w.service.id}/plan", {"target_id": str(w.target.id), "on": "2099-01-01"}),
+        ("/cancel/services", {"service_id": str(w.service.id), "end_date": "2099-01-01", "confirm": "yes"}),
     ]
 
 
@@ -107,6 +113,8 @@ def test_isolation_matrix(customer_client, mine, theirs, db):
                        "service_id": str(theirs.service.id)}),
         ("/requests", {"kind": "plan_change", "subject": "Up", "message": "Faster",
                        "service_id": str(theirs.service.id), "target_definition_id": str(theirs.target.id)}),
+        (f"/services/{theirs.service.id}/plan", {"target_id": str(theirs.target.id), "on": "2099-01-01"}),
+        ("/cancel/services", {"service_id": str(theirs.service.id), "end_date": "2099-01-01", "confirm": "yes"}),
     ]
     for url, data in foreign_posts:
         assert customer_client.post(url, data=data).status_code == 404, url

@@ -83,7 +83,8 @@ def test_agreements_list_and_detail(customer_client, mine, db):
     assert "Internet 300" in html
     assert annex.number in html
     assert "waiting for your acceptance" in html
-    assert "PDF" not in html  # no placeholder links
+    assert f"/agreements/{mine.agreement.id}/pdf" in html
+    assert f"/agreements/{mine.agreement.id}/accept" in html
 
 
 def test_agreement_acceptance_evidence(customer_client, mine, db):
