@@ -1,7 +1,20 @@
-"""The operators' face, at /staff. Every view declares its right; lists are limited to the
-operator's locations."""
+"""The operators' face, at /staff: one module per area. Every view declares its right
+(`@requires(...)`, 403 without it) and limits what it shows to the operator's locations
+(`portal.staff.common.scoped_customer_or_404`, `portal.web.access.in_operator_locations`)."""
 from flask import Blueprint
 
 bp = Blueprint("staff", __name__)
 
-from portal.staff import views  # noqa: E402,F401
+from portal.staff import (  # noqa: E402,F401
+    agreements,
+    audit,
+    billing,
+    catalogue,
+    customers,
+    dunning,
+    operators,
+    payments,
+    requests,
+    services,
+    views,
+)
