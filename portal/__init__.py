@@ -25,7 +25,9 @@ def create_app(overrides: dict | None = None) -> Flask:
 
         use_fast_hashing_for_tests()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # WeasyPrint logs every step of parsing its own stylesheets at import, at INFO.
+    for noisy in ("alembic.runtime.plugins", "weasyprint.progress", "fontTools"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     if app.config.get("PROXY_FIX"):
         from werkzeug.middleware.proxy_fix import ProxyFix

@@ -35,6 +35,8 @@ class DefaultConfig:
     RATELIMIT_ENABLED = True
     LOGIN_LIMIT_PER_IP = "20 per minute;200 per hour"
     LOGIN_LIMIT_PER_ACCOUNT = "5 per minute;30 per hour"
+    # /cancel is open to anyone: limit how often one address may ask for cancellation links.
+    CANCEL_LIMIT_PER_IP = "10 per hour"
     RATELIMIT_HEADERS_ENABLED = False
 
     # Mail: without MAIL_SERVER, messages are written as .eml files to instance/outbox/.

@@ -567,7 +567,7 @@ def _service_label(service: CustomerService) -> str:
 
 
 @bp.route("/cancel", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.config.get("CANCEL_LIMIT_PER_IP", "10 per hour"), methods=["POST"])
+@limiter.limit(lambda: current_app.config["CANCEL_LIMIT_PER_IP"], methods=["POST"])
 def cancel():
     if current_user.is_authenticated and current_user.is_customer:
         return redirect(url_for("selfcare.cancel_choose"))
@@ -596,7 +596,7 @@ def cancel_choose():
 
 
 @bp.route("/cancel/link/<token>", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.config.get("CANCEL_LIMIT_PER_IP", "10 per hour"), methods=["POST"])
+@limiter.limit(lambda: current_app.config["CANCEL_LIMIT_PER_IP"], methods=["POST"])
 def cancel_link(token: str):
     found = cancellation_rules.read_link_token(db.session, current_app.config["SECRET_KEY"], token)
     if found is None:
