@@ -31,7 +31,7 @@ from portal.models import (
     ServiceEventKind,
 )
 
-from .render import DocumentError
+from .render import DEFAULT_LANGUAGE, N_, DocumentError, language_of
 
 ZERO = Decimal("0.00")
 
@@ -154,16 +154,17 @@ def customer_party(customer: Customer) -> dict[str, Any]:
         "city": customer.city,
         "country": customer.country,
         "variable_symbol": customer.variable_symbol,
-        "language": customer.language.value,
+        "language": language_of(customer.language),
     }
 
 
 # --- invoices ---------------------------------------------------------------------------
 
+# In English in the data (and the source hash); the template translates them.
 INVOICE_TITLES = {
-    InvoiceType.INVOICE: "Invoice – tax document",
-    InvoiceType.ADVANCE: "Advance invoice – request for payment",
-    InvoiceType.CREDIT_NOTE: "Credit note – corrective tax document",
+    InvoiceType.INVOICE: N_("Invoice – tax document"),
+    InvoiceType.ADVANCE: N_("Advance invoice – request for payment"),
+    InvoiceType.CREDIT_NOTE: N_("Credit note – corrective tax document"),
 }
 
 
@@ -176,6 +177,9 @@ def invoice_data(invoice: Invoice) -> dict[str, Any]:
     return {
         "type": invoice.type.value,
         "title": INVOICE_TITLES[invoice.type],
+        # The language the invoice prints in: the customer's (an invoice is rendered once,
+        # so this is the customer's language at the first render).
+        "language": language_of(invoice.customer.language) if invoice.customer is not None else DEFAULT_LANGUAGE,
         "is_tax_document": invoice.type != InvoiceType.ADVANCE,
         "number": invoice.number,
         "series": invoice.series,

@@ -4,11 +4,18 @@ One FontConfiguration per process (a new one per render leaks memory and re-scan
 system fonts), one parsed print stylesheet, and a URL fetcher that only reads local files
 under templates/documents/ and static/ (and data: URLs): a document must never reach out to
 the network, whatever a template or a customer's data asks for.
+
+Documents print in the customer's language, per call: there is no Flask request (documents
+render in the CLI and in workers too), so render_html() loads the portal's own catalogues
+(portal/translations, cached per language) and hands `_`, `gettext`, `ngettext` and
+`pgettext` to the template, with Jinja's "newstyle" semantics: `_("Due %(date)s", date=x)`
+formats with %, the variables are escaped and the translated text is trusted markup.
 """
 from __future__ import annotations
 
 import logging
 import mimetypes
+import re
 import threading
 from collections.abc import Iterable
 from datetime import date, datetime
@@ -19,6 +26,8 @@ from urllib.request import url2pathname
 
 import jinja2
 import pydyf
+from babel.support import NullTranslations, Translations
+from markupsafe import Markup
 from weasyprint import CSS, HTML, Attachment
 from weasyprint.pdf.metadata import DocumentMetadata
 from weasyprint.text.fonts import FontConfiguration
@@ -28,6 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 TEMPLATES_DIR = ROOT / "templates" / "documents"
 STATIC_DIR = ROOT / "static"
 STYLESHEET = TEMPLATES_DIR / "print.css"
+TRANSLATIONS_DIR = ROOT / "portal" / "translations"
+LANGUAGES = ("cs", "en")
+DEFAULT_LANGUAGE = "en"
 ALLOWED_ROOTS = (TEMPLATES_DIR.resolve(), STATIC_DIR.resolve())
 
 # WeasyPrint logs every layout step at INFO; a bulk render would drown the log.
@@ -173,8 +185,105 @@ def jinja_env() -> jinja2.Environment:
     return _env
 
 
-def render_html(template: str, context: dict[str, Any]) -> str:
-    return jinja_env().get_template(template).render(**context)
+# --- languages -------------------------------------------------------------------------
+
+def N_(message: str) -> str:
+    """Marks a constant for extraction (babel's default keyword); translated at render time."""
+    return message
+
+
+def language_of(value: Any) -> str:
+    """"cs" / "en" from a Language enum, a string or None (anything unknown → English)."""
+    code = str(getattr(value, "value", value) or "").lower()[:2]
+    return code if code in LANGUAGES else DEFAULT_LANGUAGE
+
+
+_translations: dict[str, NullTranslations] = {}
+
+
+def translations(language: Any) -> NullTranslations:
+    """The compiled catalogue of `language` (cached per process). English has an empty
+    msgstr for every entry, so its messages fall back to the msgid."""
+    lang = language_of(language)
+    found = _translations.get(lang)
+    if found is None:
+        with _lock:
+            found = _translations.get(lang)
+            if found is None:
+                found = Translations.load(str(TRANSLATIONS_DIR), [lang], domain="messages")
+                _translations[lang] = found
+    return found
+
+
+def gettext_callables(language: Any) -> dict[str, Any]:
+    """`_`, `gettext`, `ngettext` and `pgettext` for a template, in `language`.
+
+    As Jinja's newstyle gettext: the result is always %-formatted (a literal % is written
+    %%), ngettext passes the count as %(num)s, and with autoescape the translation is
+    Markup, so the variables are escaped and customer data prints literally.
+    """
+    tr = translations(language)
+
+    def finish(eval_ctx: Any, text: str, variables: dict[str, Any]) -> str:
+        if eval_ctx.autoescape:
+            # The catalogue's text is ours (trusted markup); Markup's % escapes the variables.
+            return Markup(text) % variables  # noqa: S704
+        return text % variables
+
+    @jinja2.pass_eval_context
+    def gettext(__eval_ctx: Any, __message: str, **variables: Any) -> str:
+        return finish(__eval_ctx, tr.gettext(__message), variables)
+
+    @jinja2.pass_eval_context
+    def ngettext(__eval_ctx: Any, __singular: str, __plural: str, __num: int, **variables: Any) -> str:
+        variables.setdefault("num", __num)
+        return finish(__eval_ctx, tr.ngettext(__singular, __plural, __num), variables)
+
+    @jinja2.pass_eval_context
+    def pgettext(__eval_ctx: Any, __context: str, __message: str, **variables: Any) -> str:
+        return finish(__eval_ctx, tr.pgettext(__context, __message), variables)
+
+    return {"_": gettext, "gettext": gettext, "ngettext": ngettext, "pgettext": pgettext}
+
+
+def render_html(template: str, context: dict[str, Any], language: Any = DEFAULT_LANGUAGE) -> str:
+    """The template rendered with `context`, its texts in `language` ("cs" / "en")."""
+    lang = language_of(language)
+    return jinja_env().get_template(template).render(**context, **gettext_callables(lang), lang=lang)
+
+
+_page_css: dict[str, CSS] = {}
+_PLACEHOLDER = re.compile(r"%\((page|pages)\)s")
+
+
+def _css_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+
+
+def page_footer_css_text(language: Any) -> str:
+    """The @page footer "Page X of Y" in `language`, as CSS: the translated
+    "Page %(page)s of %(pages)s" with its placeholders turned into the page counters."""
+    pattern = translations(language).gettext("Page %(page)s of %(pages)s")
+    parts: list[str] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(pattern):
+        if m.start() > pos:
+            parts.append(_css_string(pattern[pos:m.start()]))
+        parts.append(f"counter({m.group(1)})")
+        pos = m.end()
+    if pos < len(pattern):
+        parts.append(_css_string(pattern[pos:]))
+    return "@page { @bottom-right { content: " + " ".join(parts) + "; } }"
+
+
+def page_footer_stylesheet(language: Any) -> CSS:
+    """page_footer_css_text() parsed once per language."""
+    lang = language_of(language)
+    css = _page_css.get(lang)
+    if css is None:
+        css = CSS(string=page_footer_css_text(lang), font_config=font_config(), url_fetcher=url_fetcher())
+        _page_css[lang] = css
+    return css
 
 
 # --- PDF -------------------------------------------------------------------------------
@@ -207,13 +316,18 @@ def render_pdf(
     attachments: Iterable[Attachment] = (),
     extra_xmp: bytes | None = None,
     title: str | None = None,
+    language: Any = None,
 ) -> bytes:
-    """Lay out `html` with the print stylesheet and return the PDF bytes.
+    """Lay out `html` with the print stylesheet and return the PDF bytes. With a
+    `language`, the page footer ("Page X of Y") is in that language.
 
     Raises ResourceRefused when the document asks for anything but allowed local files.
     """
     global render_count
-    options: dict[str, Any] = {"stylesheets": [stylesheet()]}
+    sheets = [stylesheet()]
+    if language is not None:
+        sheets.append(page_footer_stylesheet(language))
+    options: dict[str, Any] = {"stylesheets": sheets}
     if pdf_variant:
         options["pdf_variant"] = pdf_variant
     try:
@@ -234,6 +348,6 @@ def render_pdf(
     return pdf
 
 
-def render_template_pdf(template: str, context: dict[str, Any], **pdf_options) -> bytes:
-    return render_pdf(render_html(template, context), **pdf_options)
+def render_template_pdf(template: str, context: dict[str, Any], language: Any = DEFAULT_LANGUAGE, **pdf_options) -> bytes:
+    return render_pdf(render_html(template, context, language), language=language, **pdf_options)
 

@@ -40,7 +40,7 @@ from portal.models import (
 )
 
 from . import cii, data, qr, render, storage
-from .render import DocumentError
+from .render import N_, DocumentError
 
 # Bump a family's version whenever its template or stylesheet changes what is printed; the
 # stored documents record which version made them.
@@ -76,6 +76,29 @@ class KindSpec:
 
 # --- renderers --------------------------------------------------------------------------
 
+# Labels built here (PDF title, footer label, QR texts), in English; translated per render.
+QR_LABELS = {"CZK": N_("QR Platba"), "EUR": N_("EPC QR (SEPA)")}
+LABEL_DRAFT = N_("(draft)")
+LABEL_REMINDER = N_("Payment reminder %(level)s · %(number)s · %(date)s")
+LABEL_CANCELLATION = N_("Cancellation confirmation · %(service)s · %(number)s")
+LABEL_STATEMENT = N_("Account statement · %(number)s · %(start)s – %(end)s")
+QR_MESSAGE_INVOICE = N_("Invoice %(number)s")
+QR_MESSAGE_ADVANCE = N_("Advance %(number)s")
+QR_MESSAGE_REMINDER = N_("Reminder %(number)s")
+QR_LABEL_REMINDER = N_("QR payment")
+
+
+def _gettext(language: str | None) -> Callable[..., str]:
+    """gettext in `language` for the labels built here: `t(msgid, **variables)` → str."""
+    tr = render.translations(language)
+
+    def t(message: str, **variables: Any) -> str:
+        text = tr.gettext(message)
+        return text % variables if variables else text
+
+    return t
+
+
 def _ascii_slug(text: str) -> str:
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "document"
@@ -84,27 +107,31 @@ def _ascii_slug(text: str) -> str:
 def _invoice_qr(d: dict[str, Any]) -> dict[str, str] | None:
     if d["type"] == "credit_note":
         return None
+    t = _gettext(d.get("language"))
     found = qr.payment_qr(
         currency=d["currency"], iban=d["supplier"].get("iban"), amount=Decimal(d["totals"]["due"]),
         variable_symbol=d["variable_symbol"], constant_symbol=d.get("constant_symbol"),
         due_date=date.fromisoformat(d["due_date"]) if d.get("due_date") else None,
-        message=f"{'Invoice' if d['type'] == 'invoice' else 'Advance'} {d['number']}",
+        message=t(QR_MESSAGE_INVOICE if d["type"] == "invoice" else QR_MESSAGE_ADVANCE, number=d["number"]),
         payee_name=d["supplier"].get("name") or "", bic=d["supplier"].get("bic"),
     )
     if found is None:
         return None
     payload, svg = found
-    return {"payload": payload, "svg": svg, "label": "QR Platba" if d["currency"] == "CZK" else "EPC QR (SEPA)"}
+    return {"payload": payload, "svg": svg, "label": t(QR_LABELS["CZK" if d["currency"] == "CZK" else "EUR"])}
 
 
 def invoice_pdf(d: dict[str, Any]) -> tuple[bytes, bytes, str]:
-    """(PDF/A-3b bytes, Factur-X XML, level) for an invoice dict. The XML is validated
-    against the official schema before it is embedded."""
+    """(PDF/A-3b bytes, Factur-X XML, level) for an invoice dict, printed in d["language"]
+    (English for dicts without one). The XML is validated against the official schema
+    before it is embedded; it is machine data and the same in every language."""
     xml, level = cii.invoice_xml(d)
     cii.validate(xml, level)
+    language = d.get("language")
+    t = _gettext(language)
+    label = f"{t(d['title'])} {d['number']}"
     html = render.render_html(
-        "invoice.html",
-        {"invoice": d, "supplier": d["supplier"], "qr": _invoice_qr(d), "doc_label": f"{d['title']} {d['number']}"},
+        "invoice.html", {"invoice": d, "supplier": d["supplier"], "qr": _invoice_qr(d), "doc_label": label}, language,
     )
     attachment = Attachment(
         string=xml, name=cii.FILE_NAME, description="Factur-X / ZUGFeRD invoice data",
@@ -112,7 +139,7 @@ def invoice_pdf(d: dict[str, Any]) -> tuple[bytes, bytes, str]:
     )
     pdf = render.render_pdf(
         html, pdf_variant="pdf/a-3b", attachments=[attachment], extra_xmp=cii.xmp_extension(level),
-        title=f"{d['title']} {d['number']}",
+        title=label, language=language,
     )
     return pdf, xml, level
 
@@ -128,35 +155,45 @@ def _render_invoice(invoice: Invoice, d: dict[str, Any]) -> Rendered:
 
 def _render_agreement(agreement: Agreement, d: dict[str, Any]) -> Rendered:
     template = f"agreements/{d['template']}"
-    label = f"{d['type_name']} {d['number'] or '(draft)'}"
+    language = d["customer"].get("language")
+    t = _gettext(language)
+    label = f"{d['type_name']} {d['number'] or t(LABEL_DRAFT)}"
     try:
-        html = render.render_html(template, {"agreement": d, "supplier": d["supplier"], "doc_label": label})
+        html = render.render_html(template, {"agreement": d, "supplier": d["supplier"], "doc_label": label}, language)
     except jinja2.TemplateNotFound as exc:
         raise DocumentError(f"agreement template not found: {template}") from exc
-    pdf = render.render_pdf(html, title=label)
+    pdf = render.render_pdf(html, title=label, language=language)
     name = f"{d['kind']}-{_ascii_slug(d['number'] or f'draft-{agreement.id}')}.pdf"
     return Rendered(pdf, d, name, f"{TEMPLATE_VERSIONS['agreement']}:{d['template']}")
 
 
 def _render_reminder(reminder: Reminder, d: dict[str, Any]) -> Rendered:
+    language = d["customer"].get("language")
+    t = _gettext(language)
     found = qr.payment_qr(
         currency=d["currency"], iban=d["supplier"].get("iban"), amount=Decimal(d["amount_due"]),
         variable_symbol=d["payment_vs"], due_date=date.fromisoformat(d["pay_by"]),
-        message=f"Reminder {d['customer']['number']}", payee_name=d["supplier"].get("name") or "",
+        message=t(QR_MESSAGE_REMINDER, number=d["customer"]["number"]), payee_name=d["supplier"].get("name") or "",
         bic=d["supplier"].get("bic"),
     )
-    qr_ctx = {"payload": found[0], "svg": found[1], "label": "QR payment"} if found else None
-    label = f"Payment reminder {d['level']} · {d['customer']['number']} · {d['issued_on']}"
-    html = render.render_html("reminder.html", {"reminder": d, "supplier": d["supplier"], "qr": qr_ctx, "doc_label": label})
-    pdf = render.render_pdf(html, title=label)
+    qr_ctx = {"payload": found[0], "svg": found[1], "label": t(QR_LABEL_REMINDER)} if found else None
+    label = t(LABEL_REMINDER, level=d["level"], number=d["customer"]["number"], date=render._date(d["issued_on"]))
+    html = render.render_html(
+        "reminder.html", {"reminder": d, "supplier": d["supplier"], "qr": qr_ctx, "doc_label": label}, language,
+    )
+    pdf = render.render_pdf(html, title=label, language=language)
     name = f"reminder-{d['level']}-{_ascii_slug(d['customer']['number'])}-{d['issued_on']}.pdf"
     return Rendered(pdf, d, name, TEMPLATE_VERSIONS["reminder"])
 
 
 def _render_cancellation(service: CustomerService, d: dict[str, Any]) -> Rendered:
-    label = f"Cancellation confirmation · {d['service_name']} · {d['customer']['number']}"
-    html = render.render_html("cancellation.html", {"cancellation": d, "supplier": d["supplier"], "doc_label": label})
-    pdf = render.render_pdf(html, title=label)
+    language = d["customer"].get("language")
+    t = _gettext(language)
+    label = t(LABEL_CANCELLATION, service=d["service_name"], number=d["customer"]["number"])
+    html = render.render_html(
+        "cancellation.html", {"cancellation": d, "supplier": d["supplier"], "doc_label": label}, language,
+    )
+    pdf = render.render_pdf(html, title=label, language=language)
     name = f"cancellation-{_ascii_slug(d['customer']['number'])}-{service.id}.pdf"
     return Rendered(pdf, d, name, TEMPLATE_VERSIONS["cancellation"])
 
@@ -355,9 +392,11 @@ def render_statement(customer: Customer, statement: Any) -> bytes:
     at the time asked, so it is not stored: send it with send_pdf().
     """
     d = data.statement_data(customer, statement)
-    label = f"Account statement · {d['customer']['number']} · {d['start']} – {d['end']}"
-    html = render.render_html("statement.html", {"statement": d, "supplier": d["supplier"], "doc_label": label})
-    return render.render_pdf(html, title=label)
+    language = d["customer"].get("language")
+    t = _gettext(language)
+    label = t(LABEL_STATEMENT, number=d["customer"]["number"], start=render._date(d["start"]), end=render._date(d["end"]))
+    html = render.render_html("statement.html", {"statement": d, "supplier": d["supplier"], "doc_label": label}, language)
+    return render.render_pdf(html, title=label, language=language)
 
 
 def statement_file_name(customer: Customer, statement: Any) -> str:
