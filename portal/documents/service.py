@@ -7,6 +7,11 @@ Rules:
   printed from changes (its source_hash differs): a NEW version is stored, the owner points to
   it, the old file stays. An accepted agreement is frozen: it stays what the customer accepted.
 - Every stored file is hashed; reading it back verifies the hash.
+- Every document prints in its customer's language (Customer.language, carried in the data:
+  d["customer"]["language"], for invoices d["language"]); file names stay ASCII English and
+  the Factur-X XML is the same in every language. A customer who changes language gets the
+  next version of an agreement or confirmation in the new one (the language is part of the
+  hashed data); stored invoices and reminders stay as they were sent.
 
 Nothing here commits: the caller owns the transaction. A file written for a transaction that
 is then rolled back stays on disk unreferenced (harmless; its key is unique).
