@@ -50,11 +50,11 @@ from .render import N_, DocumentError
 # Bump a family's version whenever its template or stylesheet changes what is printed; the
 # stored documents record which version made them.
 TEMPLATE_VERSIONS = {
-    "invoice": "invoice-1",
-    "agreement": "agreement-1",
-    "reminder": "reminder-1",
-    "cancellation": "cancellation-1",
-    "statement": "statement-1",
+    "invoice": "invoice-2",
+    "agreement": "agreement-2",
+    "reminder": "reminder-2",
+    "cancellation": "cancellation-2",
+    "statement": "statement-2",
 }
 
 
