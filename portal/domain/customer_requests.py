@@ -284,18 +284,17 @@ def can_carry_out(request: CustomerRequest) -> bool:
 def assignable_operators(session: Session, location_id: int | None = None) -> list:
     """Active operators holding `requests.handle` who may see a customer of `location_id`
     (an operator without locations sees all), by name."""
-    from portal.models import Operator, Right, Role
+    from portal.models import Operator, Right
     from portal.models.accounts import operator_roles, role_rights
 
-    operators = session.scalars(
-        select(Operator)
-        .join(operator_roles, operator_roles.c.operator_id == Operator.id)
-        .join(Role, Role.id == operator_roles.c.role_id)
-        .join(role_rights, role_rights.c.role_id == Role.id)
+    handlers = (
+        select(operator_roles.c.operator_id)
+        .join(role_rights, role_rights.c.role_id == operator_roles.c.role_id)
         .join(Right, Right.id == role_rights.c.right_id)
-        .where(Right.code == HANDLE_RIGHT, Operator.active.is_(True))
-        .distinct()
-        .order_by(Operator.name, Operator.id)
+        .where(Right.code == HANDLE_RIGHT)
+    )
+    operators = session.scalars(
+        select(Operator).where(Operator.id.in_(handlers), Operator.active.is_(True)).order_by(Operator.name, Operator.id)
     ).all()
     return [op for op in operators
             if location_id is None or op.location_ids is None or location_id in op.location_ids]
