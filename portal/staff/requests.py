@@ -189,7 +189,7 @@ def _carry_form(req: CustomerRequest, formdata=None) -> CarryOutForm | None:
 
 
 def _detail(req: CustomerRequest, *, status: int = 200, block: str | None = None, notice: str | None = None,
-            **forms):
+            page_error: str | None = None, **forms):
     assign_form = forms.get("assign_form") or AssignForm(formdata=None, assignee_id=req.assignee_id)
     _assign_choices(req, assign_form)
     target = None
@@ -205,7 +205,7 @@ def _detail(req: CustomerRequest, *, status: int = 200, block: str | None = None
         state_form=forms.get("state_form") or StateForm(formdata=None),
         carry_form=forms["carry_form"] if "carry_form" in forms else _carry_form(req),
         actions=rules.allowed_staff_actions(req), target=target, kind_labels=KIND_LABELS,
-        action_labels=ACTION_LABELS, notice=notice,
+        action_labels=ACTION_LABELS, notice=notice, page_error=page_error,
     )
 
 
@@ -289,8 +289,7 @@ def request_carry_out(request_id: int):
     req = _request_or_404(request_id)
     form = CarryOutForm()
     if not rules.can_carry_out(req):
-        form.form_errors.append(_("This request cannot be carried out."))
-        return _detail(req, status=422, carry_form=form)
+        return _detail(req, status=422, carry_form=None, page_error=_("This request cannot be carried out."))
     if form.validate():
         try:
             rules.carry_out(db.session, req, operator_actor(), on=form.on.data,
