@@ -219,10 +219,12 @@ def _scoped(stmt, location_ids):
 
 
 def staff_requests_query(location_ids, *, operator_id: int | None = None, kind: str | None = None,
-                         state: str | None = "open", assignee: str | None = "anyone") -> Select:
+                         state: str | None = "open", assignee: str | None = "anyone",
+                         customer_id: int | None = None) -> Select:
     """The staff queue: requests of customers in the operator's locations (None = all),
     filtered by kind, state (a state, "open" for the unfinished ones, "all"/None for every
-    one) and assignee ("me" = `operator_id`, "unassigned", "anyone"); newest first, with the
+    one), assignee ("me" = `operator_id`, "unassigned", "anyone") and optionally one
+    customer; newest first (by id: the primary key orders like the creation time), with the
     customer, the assignee and the service loaded (no query per row)."""
     stmt = (
         select(CustomerRequest)
@@ -230,9 +232,11 @@ def staff_requests_query(location_ids, *, operator_id: int | None = None, kind: 
         .options(selectinload(CustomerRequest.customer),
                  selectinload(CustomerRequest.assignee),
                  selectinload(CustomerRequest.customer_service).selectinload(CustomerService.definition))
-        .order_by(CustomerRequest.created_at.desc(), CustomerRequest.id.desc())
+        .order_by(CustomerRequest.id.desc())
     )
     stmt = _scoped(stmt, location_ids)
+    if customer_id is not None:
+        stmt = stmt.where(CustomerRequest.customer_id == customer_id)
     if kind:
         stmt = stmt.where(CustomerRequest.kind == RequestKind(kind))
     if state == "open":

@@ -9,8 +9,9 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, RadioField, SelectField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms import BooleanField, DateField, IntegerField, RadioField, SelectField, TextAreaField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
+from wtforms.widgets import HiddenInput
 
 from portal.domain import DomainError
 from portal.domain import customer_requests as rules
@@ -87,6 +88,8 @@ class RequestFilterForm(FlaskForm):
         + [(s.value, label) for s, label in STATE_LABELS.items()]))
     assignee = SelectField(_l("Assigned to"), default="anyone", choices=_choices(
         [("anyone", _l("Anyone")), ("me", _l("Me")), ("unassigned", _l("Nobody"))]))
+    # One customer's requests (a link from the customer's page); kept as a hidden field.
+    customer_id = IntegerField(_l("Customer"), validators=[Optional(), NumberRange(min=1)], widget=HiddenInput())
 
 
 class AssignForm(FlaskForm):
@@ -133,7 +136,7 @@ def _field_error(form, exc: DomainError) -> None:
 
 def _filters(form: RequestFilterForm) -> dict:
     return {"kind": form.kind.data or None, "state": form.state.data or "open",
-            "assignee": form.assignee.data or "anyone"}
+            "assignee": form.assignee.data or "anyone", "customer_id": form.customer_id.data}
 
 
 def _queue(form: RequestFilterForm):

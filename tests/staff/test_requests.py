@@ -447,3 +447,16 @@ def test_carry_out_is_not_offered_for_other_kinds(operator_client, world, db):
         client.get(f"/staff/requests/{world.question.id}"))
     resp = client.post(f"/staff/requests/{world.question.id}/carry-out", data={})
     assert resp.status_code == 422 and "cannot be carried out" in text(resp)
+
+
+def test_queue_of_one_customer(operator_client, world, db):
+    client = operator_client(rights=RIGHT, locations=[world.loc_a])
+    make_request(db, CustomerFactory(location=world.loc_a), subject="Somebody else")
+    db.commit()
+    html = text(client.get(f"/staff/requests?customer_id={world.customer.id}"))
+    assert "Slow internet" in html and "Somebody else" not in html
+    assert f'name="customer_id" type="hidden" value="{world.customer.id}"' in html
+    # Another location's customer: nothing, as if there were none.
+    html = text(client.get(f"/staff/requests?customer_id={world.other.id}"))
+    assert "Other location request" not in html and "No requests match the filter." in html
+    assert client.get("/staff/requests?customer_id=abc").status_code == 422
