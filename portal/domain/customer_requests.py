@@ -16,15 +16,20 @@ from portal.domain.actors import Actor
 from portal.domain.audit import record
 from portal.models import (
     ActorType,
+    ContactKind,
     Customer,
+    CustomerLogin,
     CustomerRequest,
     CustomerService,
+    Operator,
     RequestComment,
     RequestKind,
     RequestState,
+    Right,
     ServiceDefinition,
     ServiceState,
 )
+from portal.models.accounts import operator_roles, role_rights
 
 # What a customer may ask for in selfcare ("other" is for staff).
 SELFCARE_KINDS = (
@@ -205,7 +210,6 @@ STAFF_ACTIONS: dict[str, tuple[tuple[RequestState, ...], RequestState]] = {
 # Actions whose text goes to the customer (and must be given).
 ACTIONS_WITH_TEXT = ("resolve", "reject")
 CARRIED_OUT_KINDS = (RequestKind.PLAN_CHANGE, RequestKind.CANCELLATION)
-ASSIGNEE_FILTERS = ("anyone", "me", "unassigned")
 HANDLE_RIGHT = "requests.handle"
 _ACTION_AUDIT = {"resolve": "request.resolved", "reject": "request.rejected"}
 
@@ -288,9 +292,6 @@ def can_carry_out(request: CustomerRequest) -> bool:
 def assignable_operators(session: Session, location_id: int | None = None) -> list:
     """Active operators holding `requests.handle` who may see a customer of `location_id`
     (an operator without locations sees all), by name."""
-    from portal.models import Operator, Right
-    from portal.models.accounts import operator_roles, role_rights
-
     handlers = (
         select(operator_roles.c.operator_id)
         .join(role_rights, role_rights.c.role_id == operator_roles.c.role_id)
@@ -315,8 +316,6 @@ def _audit(session: Session, actor: Actor, action: str, request: CustomerRequest
 def assign(session: Session, request: CustomerRequest, assignee_id: int | None, actor: Actor):
     """Give the request to an operator (None = nobody). Only an active operator with the
     right to handle requests who sees the customer's location may take it."""
-    from portal.models import Operator
-
     before = request.assignee_id
     if assignee_id is not None:
         allowed = {op.id for op in assignable_operators(session, request.customer.location_id)}
@@ -354,7 +353,6 @@ def request_email(session: Session, customer: Customer) -> str | None:
     """Where answers to a request go: the customer's selfcare login (where they read the
     conversation), else their primary e-mail contact, else the billing address."""
     from portal.domain.dunning import billing_email
-    from portal.models import ContactKind, CustomerLogin
 
     login = session.scalar(select(CustomerLogin.email).where(CustomerLogin.customer_id == customer.id)
                            .order_by(CustomerLogin.id).limit(1))
