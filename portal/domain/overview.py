@@ -5,19 +5,28 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session, joinedload
 
-from portal.domain.payments import HALF_CENT, PAYABLE_TYPES, credited_expr, invoice_due
+from portal.domain.payments import (
+    HALF_CENT,
+    PAYABLE_TYPES,
+    STAFF_QUEUE_STATES,
+    credited_expr,
+    invoice_due,
+)
 from portal.domain.payments import open_invoices_query as open_invoice_rows
 from portal.models import (
+    BillingRun,
+    BillingRunState,
+    CaseState,
     Customer,
     CustomerRequest,
     CustomerService,
+    DebtRecoveryCase,
     Invoice,
     InvoiceState,
     Payment,
-    PaymentState,
     RequestState,
     ServiceState,
 )
@@ -92,16 +101,55 @@ def customer_overview(session: Session, customer_id: int, today: date | None = N
 
 
 @dataclass
+class LastBillingRun:
+    """The latest billing run (not a preview) and, within the operator's locations, what it
+    issued: invoices, customers and totals per currency ({"CZK": {"net", "vat", "gross"}})."""
+
+    run: BillingRun
+    invoices: int
+    customers: int
+    totals: dict[str, dict[str, Decimal]]
+
+
+@dataclass
 class BusinessOverview:
+    """The staff landing page's figures, within the operator's locations. Money is per
+    currency; `receivables` is all that is open, `due` the part not yet overdue."""
+
     customers: int
     services_by_state: dict[str, int]
     receivables: dict[str, Decimal]
+    due: dict[str, Decimal]
     overdue: dict[str, Decimal]
-    requests_waiting: int
+    # level (0 = no reminder yet) → {"customers": n, "amounts": {currency: overdue}}
+    overdue_by_level: dict[int, dict]
+    cases_by_state: dict[str, int]
+    requests_new: int
+    requests_unassigned: int
+    requests_mine: int
+    requests_waiting_for_customer: int
+    last_billing_run: LastBillingRun | None
     unmatched_payments: int
+    unmatched_amounts: dict[str, Decimal]
 
 
-def business_overview(session: Session, location_ids: frozenset[int] | None, today: date | None = None) -> BusinessOverview:
+def _cur(value) -> str:
+    return str(getattr(value, "value", value))
+
+
+def _amount(value) -> Decimal:
+    # SQLite sums NUMERIC as floats; amounts are shown to the cent.
+    return Decimal(str(value or 0)).quantize(Decimal("0.01"))
+
+
+def business_overview(session: Session, location_ids: frozenset[int] | None, today: date | None = None,
+                      operator_id: int | None = None) -> BusinessOverview:
+    """Figures for the staff dashboard in a fixed number of queries (one per card), whatever
+    the number of customers. Everything is limited to customers of `location_ids` (None =
+    all). Overdue debt is split by the level of the customer's open debt recovery case (the
+    last reminder the dunning run sent; 0 = not reminded yet). Payments waiting for staff
+    (unmatched or partly paired) that no customer is identified for belong to no location:
+    every operator sees them, as the payments queue does."""
     today = today or date.today()
 
     def scoped(stmt, location_col):
@@ -116,32 +164,128 @@ def business_overview(session: Session, location_ids: frozenset[int] | None, tod
             ).group_by(CustomerService.state)
         ).all()
     )
-    # What is left once payments and credit notes are counted (see payments.invoice_due).
+
+    # Receivables: what is left once payments and credit notes are counted (see
+    # payments.invoice_due), split by due date, per currency — one query.
     left = Invoice.gross_total - Invoice.paid_amount - credited_expr()
     open_where = (Invoice.type.in_(PAYABLE_TYPES), Invoice.state == InvoiceState.ISSUED, left > HALF_CENT)
-    open_q = scoped(
-        select(Invoice.currency, func.sum(left)).where(*open_where),
-        Invoice.location_id,
-    ).group_by(Invoice.currency)
-    receivables = {str(c.value if hasattr(c, "value") else c): Decimal(a or 0) for c, a in session.execute(open_q)}
-    overdue_q = scoped(
-        select(Invoice.currency, func.sum(left)).where(*open_where, Invoice.due_date < today),
-        Invoice.location_id,
-    ).group_by(Invoice.currency)
-    overdue = {str(c.value if hasattr(c, "value") else c): Decimal(a or 0) for c, a in session.execute(overdue_q)}
-    requests_waiting = session.scalar(
+    is_overdue = Invoice.due_date < today
+    receivables: dict[str, Decimal] = {}
+    due: dict[str, Decimal] = {}
+    overdue: dict[str, Decimal] = {}
+    rows = session.execute(
         scoped(
-            select(func.count(CustomerRequest.id)).join(Customer, Customer.id == CustomerRequest.customer_id)
-            .where(CustomerRequest.state.in_((RequestState.NEW, RequestState.IN_PROGRESS))),
+            select(Invoice.currency, func.sum(left), func.sum(case((is_overdue, left), else_=0)))
+            .where(*open_where),
+            Invoice.location_id,
+        ).group_by(Invoice.currency)
+    )
+    for currency, total, late in rows:
+        cur = _cur(currency)
+        receivables[cur], overdue[cur] = _amount(total), _amount(late)
+        due[cur] = receivables[cur] - overdue[cur]
+    overdue = {c: a for c, a in overdue.items() if a > 0}
+
+    # Overdue split by the customer's open debt recovery case level.
+    case_level = (
+        select(DebtRecoveryCase.customer_id.label("customer_id"), func.max(DebtRecoveryCase.level).label("level"))
+        .where(DebtRecoveryCase.state != CaseState.CLOSED)
+        .group_by(DebtRecoveryCase.customer_id)
+        .subquery()
+    )
+    level = func.coalesce(case_level.c.level, 0)
+    overdue_by_level: dict[int, dict] = {}
+    for lvl, currency, n_customers, amount in session.execute(
+        scoped(
+            select(level, Invoice.currency, func.count(func.distinct(Invoice.customer_id)), func.sum(left))
+            .outerjoin(case_level, case_level.c.customer_id == Invoice.customer_id)
+            .where(*open_where, is_overdue),
+            Invoice.location_id,
+        ).group_by(level, Invoice.currency)
+    ):
+        entry = overdue_by_level.setdefault(int(lvl or 0), {"customers": 0, "amounts": {}})
+        entry["customers"] += n_customers
+        entry["amounts"][_cur(currency)] = _amount(amount)
+    overdue_by_level = dict(sorted(overdue_by_level.items()))
+
+    cases_by_state = {
+        _cur(state): n
+        for state, n in session.execute(
+            scoped(
+                select(DebtRecoveryCase.state, func.count())
+                .join(Customer, Customer.id == DebtRecoveryCase.customer_id)
+                .where(DebtRecoveryCase.state != CaseState.CLOSED),
+                Customer.location_id,
+            ).group_by(DebtRecoveryCase.state)
+        )
+    }
+
+    is_open = CustomerRequest.state.in_(OPEN_REQUEST_STATES)
+
+    def counted(condition):
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    req = session.execute(
+        scoped(
+            select(
+                counted(CustomerRequest.state == RequestState.NEW),
+                counted(and_(is_open, CustomerRequest.assignee_id.is_(None))),
+                counted(and_(is_open, CustomerRequest.assignee_id == operator_id)) if operator_id is not None
+                else literal(0),
+                counted(CustomerRequest.state == RequestState.WAITING_FOR_CUSTOMER),
+            ).join(Customer, Customer.id == CustomerRequest.customer_id),
             Customer.location_id,
         )
-    ) or 0
-    unmatched = session.scalar(select(func.count(Payment.id)).where(Payment.state == PaymentState.UNMATCHED)) or 0
+    ).one()
+
+    last_run = None
+    run = session.scalar(
+        select(BillingRun).where(BillingRun.state != BillingRunState.PREVIEWED)
+        .order_by(BillingRun.started_at.desc(), BillingRun.id.desc()).limit(1)
+    )
+    if run is not None:
+        totals: dict[str, dict[str, Decimal]] = {}
+        invoices = customers_billed = 0
+        for currency, n, n_customers, net, vat, gross in session.execute(
+            scoped(
+                select(Invoice.currency, func.count(Invoice.id), func.count(func.distinct(Invoice.customer_id)),
+                       func.sum(Invoice.net_total), func.sum(Invoice.vat_total), func.sum(Invoice.gross_total))
+                .where(Invoice.billing_run_id == run.id),
+                Invoice.location_id,
+            ).group_by(Invoice.currency)
+        ):
+            invoices += n
+            customers_billed += n_customers  # a customer invoices in one currency (its location's)
+            totals[_cur(currency)] = {"net": _amount(net), "vat": _amount(vat), "gross": _amount(gross)}
+        last_run = LastBillingRun(run=run, invoices=invoices, customers=customers_billed, totals=totals)
+
+    unmatched = 0
+    unmatched_amounts: dict[str, Decimal] = {}
+    pay_stmt = (
+        select(Payment.currency, func.count(Payment.id), func.sum(Payment.unallocated))
+        .outerjoin(Customer, Customer.id == Payment.customer_id)
+        .where(Payment.state.in_(STAFF_QUEUE_STATES))
+        .group_by(Payment.currency)
+    )
+    if location_ids is not None:
+        pay_stmt = pay_stmt.where(or_(Payment.customer_id.is_(None), Customer.location_id.in_(location_ids)))
+    for currency, n, amount in session.execute(pay_stmt):
+        unmatched += n
+        unmatched_amounts[_cur(currency)] = _amount(amount)
+
     return BusinessOverview(
         customers=customers,
-        services_by_state={str(getattr(k, "value", k)): v for k, v in by_state.items()},
+        services_by_state={_cur(k): v for k, v in by_state.items()},
         receivables=receivables,
+        due=due,
         overdue=overdue,
-        requests_waiting=requests_waiting,
+        overdue_by_level=overdue_by_level,
+        cases_by_state=cases_by_state,
+        requests_new=int(req[0]),
+        requests_unassigned=int(req[1]),
+        requests_mine=int(req[2]),
+        requests_waiting_for_customer=int(req[3]),
+        last_billing_run=last_run,
         unmatched_payments=unmatched,
+        unmatched_amounts=unmatched_amounts,
     )
