@@ -336,11 +336,9 @@ def _target(service: CustomerService, form: ActionForm) -> ServiceDefinition | N
 
 
 def _confirmation(service: CustomerService, action: str, form: ActionForm, target) -> dict:
-    today = date.today()
     if action == "cancel":
-        on = form.on.data or lc.earliest_end_date(service, today)
-        return {"on": on}
-    on = form.on.data or max(lc.next_period_start(service.definition.period, today), today)
+        return {"on": lc.check_cancel(service, on=form.on.data, waive_notice=form.waive_notice.data)}
+    on = lc.check_change_plan(service, target, on=form.on.data)
     return {"on": on, "target": target, "preview": lc.plan_change_preview(service, target, on)}
 
 

@@ -359,3 +359,23 @@ def test_scheduled_block_is_applied_by_the_cli(app, staff_client, db):
 def test_cli_rejects_a_bad_date(app):
     result = app.test_cli_runner().invoke(args=["services", "apply-scheduled", "--date", "2025-13-01"])
     assert result.exit_code != 0 and "Invalid value" in result.output
+
+
+def test_refusals_show_before_the_confirmation_page(staff_client, db):
+    target = ServiceDefinitionFactory(name="Giga")
+    definition = ServiceDefinitionFactory(name="Mega")
+    definition.allowed_targets = [target]
+    s = _service(definition=definition, billing_from=TODAY - timedelta(days=10))
+    db.commit()
+    resp = staff_client.post(f"/staff/services/{s.id}/cancel", data={"reason": "x", "on": TODAY.isoformat()})
+    text = resp.get_data(as_text=True)
+    assert resp.status_code == 422 and "earliest possible end date" in text and 'value="yes"' not in text
+    resp = staff_client.post(f"/staff/services/{s.id}/change-plan", data={
+        "reason": "x", "target": target.id, "on": (TODAY - timedelta(days=20)).isoformat()})
+    text = resp.get_data(as_text=True)
+    assert resp.status_code == 422 and "takes effect after billing started" in text and 'value="yes"' not in text
+    assert _events(db, s.id) == [] and _audit(db, s.id) == []
+    # a cancellation already scheduled: a plan change is refused before confirming
+    assert staff_client.post(f"/staff/services/{s.id}/cancel", data={"reason": "x", "confirm": "yes"}).status_code == 302
+    resp = staff_client.post(f"/staff/services/{s.id}/change-plan", data={"reason": "x", "target": target.id})
+    assert resp.status_code == 422 and "already has a cancellation scheduled" in resp.get_data(as_text=True)
