@@ -84,7 +84,7 @@ def test_list_htmx_renders_only_the_results(staff_client, db):
     resp = staff_client.htmx("GET", "/staff/services?state=active")
     text = resp.get_data(as_text=True)
     assert resp.status_code == 200 and f"/staff/services/{s.id}" in text
-    assert "<html" not in text and 'class="filters"' not in text
+    assert "<html" not in text and 'role="search"' not in text
 
 
 def test_list_is_scoped_to_the_operators_locations(operator_client, db):
