@@ -5,6 +5,7 @@ unblock and cancel (preview → dry run → apply, refused if the preview no lon
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 from flask import abort, flash, redirect, request, url_for
 from flask_babel import _
@@ -22,7 +23,15 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, Regexp
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    Regexp,
+    StopValidation,
+)
 
 from portal.domain import DomainError
 from portal.domain import bulk as bulk_rules
@@ -93,6 +102,26 @@ def _state_or_none(value):
 # -- forms -------------------------------------------------------------------------------------
 
 
+def _sane_date(form, field) -> None:
+    """Effective dates within 20 years either side of today (date arithmetic on year 9999
+    would overflow; no real step is dated that far)."""
+    if field.data is None:
+        return
+    today = date.today()
+    low, high = date(today.year - 20, 1, 1), date(today.year + 20, 12, 31)
+    if not low <= field.data <= high:
+        raise StopValidation(_("Choose a date between %(low)s and %(high)s.", low=low.isoformat(),
+                               high=high.isoformat()))
+
+
+MAX_PRICE = Decimal("99999999.99")  # what the price column (12 digits, 4 after the point) holds
+
+
+def _finite(form, field) -> None:
+    if field.data is not None and not field.data.is_finite():
+        raise StopValidation(_("Enter a number."))
+
+
 class ServiceFilterForm(FlaskForm):
     """GET filters of the list (no CSRF: they change nothing). Unknown values mean "any"."""
 
@@ -110,7 +139,7 @@ class ActionForm(FlaskForm):
     """One lifecycle step: a reason, an optional effective date and the step's own options."""
 
     reason = TextAreaField(_l("Reason"), validators=[DataRequired(message=_l("Give a reason.")), Length(max=2000)])
-    on = DateField(_l("Effective date"), validators=[Optional()],
+    on = DateField(_l("Effective date"), validators=[Optional(), _sane_date],
                    description=_l("Empty: today (cancel: the earliest possible end; plan change: the next period). "
                                   "A future date schedules the step."))
     target = SelectField(_l("New tariff"), coerce=_int_or_none, validate_choice=False)
@@ -122,9 +151,11 @@ class ActionForm(FlaskForm):
 class OrderForm(FlaskForm):
     definition = SelectField(_l("Tariff"), coerce=_int_or_none, validate_choice=False,
                              validators=[InputRequired(message=_l("Choose a tariff."))])
-    ordered_on = DateField(_l("Order date"), validators=[InputRequired(message=_l("Enter the order date."))])
+    ordered_on = DateField(_l("Order date"), validators=[InputRequired(message=_l("Enter the order date.")),
+                                                         _sane_date])
     price_override = DecimalField(_l("Price override"), places=2, validators=[
-        Optional(), NumberRange(min=0, message=_l("A price cannot be negative."))],
+        Optional(), _finite, NumberRange(min=0, message=_l("A price cannot be negative.")),
+        NumberRange(max=MAX_PRICE, message=_l("The price is too large."))],
         description=_l("Empty: the tariff's price."))
     installation_street = StringField(_l("Installation street"), validators=[Optional(), Length(max=200)])
     installation_city = StringField(_l("Installation city"), validators=[Optional(), Length(max=100)])
@@ -138,7 +169,8 @@ class BulkForm(FlaskForm):
     """The bulk step as previewed: the service ids and the preview's signature travel along."""
 
     action = HiddenField()
-    on = DateField(_l("Effective date"), validators=[InputRequired(message=_l("Enter the effective date."))])
+    on = DateField(_l("Effective date"), validators=[InputRequired(message=_l("Enter the effective date.")),
+                                                     _sane_date])
     waive_notice = BooleanField(_l("Waive the notice period and commitment"))
     reason = TextAreaField(_l("Reason"), validators=[DataRequired(message=_l("Give a reason.")), Length(max=2000)])
     signature = HiddenField()
@@ -490,7 +522,7 @@ def services_bulk():
         form.on.data = date.today()
         form.on.errors = []
     elif not form.on.validate(form):
-        return _bulk_page(form, status=422)
+        return _bulk_page(form, status=422, error=" ".join(str(e) for e in form.on.errors))
     form.reason.errors = []
     try:
         services = _bulk_selection(form)

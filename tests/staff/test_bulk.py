@@ -79,7 +79,9 @@ def test_preview_bad_input_is_422(staff_client, db):
     resp, html = _preview(staff_client)
     assert resp.status_code == 422 and "No services are chosen." in html
     resp, html = _preview(staff_client, a, on="2025-02-30")
-    assert resp.status_code == 422
+    assert resp.status_code == 422 and "Not a valid date value." in html
+    resp, html = _preview(staff_client, a, on="9999-12-31")
+    assert resp.status_code == 422 and "Choose a date between" in html
 
 
 def test_dry_run_saves_nothing_then_apply(staff_client, db):

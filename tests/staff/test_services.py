@@ -180,6 +180,7 @@ def test_block_now_writes_event_and_audit(staff_client, db):
     ({}, "Give a reason."),
     ({"reason": "   "}, "Give a reason."),
     ({"reason": "x", "on": "31.31.2025"}, "Not a valid date value."),
+    ({"reason": "x", "on": "9999-12-31"}, "Choose a date between"),
 ])
 def test_block_bad_input_is_422_and_saves_nothing(staff_client, db, data, message):
     s = _service()
@@ -317,6 +318,11 @@ def test_order_a_service(staff_client, db):
     ({"definition": "DEF", "ordered_on": TODAY.isoformat(), "variable_symbol": "12ab"}, "Up to 10 digits."),
     ({"definition": "OLD", "ordered_on": TODAY.isoformat()}, "no longer offered"),
     ({"definition": "999999", "ordered_on": TODAY.isoformat()}, "Choose a tariff."),
+    ({"definition": "DEF", "ordered_on": TODAY.isoformat(), "price_override": "Infinity"}, "Enter a number."),
+    ({"definition": "DEF", "ordered_on": TODAY.isoformat(), "price_override": "NaN"}, "Enter a number."),
+    ({"definition": "DEF", "ordered_on": TODAY.isoformat(), "price_override": "1e999"}, "The price is too large."),
+    ({"definition": "DEF", "ordered_on": TODAY.isoformat(), "price_override": "123456789012"},
+     "The price is too large."),
 ])
 def test_order_bad_input_is_422(staff_client, db, data, message):
     customer = CustomerFactory()
