@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import string
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -408,3 +409,52 @@ def accept_by_staff(session: Session, agreement: Agreement, *, operator_actor: A
         "document_sha256": doc.sha256,
     })
     return acceptance
+
+
+# --- agreement types ------------------------------------------------------------------------
+
+TYPE_FIELDS = ("name", "template", "number_format", "remind_days", "block_days", "requires_confirmation")
+
+
+def update_agreement_type(session: Session, agreement_type: AgreementType, *, actor: Actor, name: str, template: str,
+                          number_format: str, remind_days: int | None, block_days: int | None,
+                          requires_confirmation: bool, templates) -> AgreementType:
+    """Edit a type's name, document template (one of `templates`, the files under
+    templates/documents/agreements/), number format (must number: it needs {seq}), and the
+    days after which an unaccepted agreement is reminded and the service blocked (none =
+    never; block after the reminder). Audited with before → after. Issued numbers stay."""
+    from portal.domain.audit import diff, snapshot
+
+    name = (name or "").strip()
+    if not name:
+        raise AgreementError("Give the type a name.", field="name")
+    clash = session.scalar(select(AgreementType.id).where(func.lower(AgreementType.name) == name.lower(),
+                                                          AgreementType.id != agreement_type.id))
+    if clash is not None:
+        raise AgreementError(f"Another agreement type is called “{name}”.", field="name")
+    if template not in set(templates):
+        raise AgreementError(f"There is no agreement template “{template}”.", field="template")
+    number_format = (number_format or "").strip()
+    format_number(number_format, seq=1, year=date.today().year, customer_number="C1", type_code=agreement_type.code)
+    names = {n.split(":")[0] for _, n, _, _ in string.Formatter().parse(number_format) if n is not None}
+    if "seq" not in names:
+        raise AgreementError("The number format must contain {seq}, or every agreement would get the same number.",
+                             field="number_format")
+    for label, value in (("remind_days", remind_days), ("block_days", block_days)):
+        if value is not None and not 0 < value <= 3650:
+            raise AgreementError("Give a number of days between 1 and 3650, or leave it empty.", field=label)
+    if remind_days is not None and block_days is not None and block_days <= remind_days:
+        raise AgreementError("Blocking comes after the reminder: give more days than for the reminder.",
+                             field="block_days")
+    before = snapshot(agreement_type, list(TYPE_FIELDS))
+    agreement_type.name = name
+    agreement_type.template = template
+    agreement_type.number_format = number_format
+    agreement_type.remind_days = remind_days
+    agreement_type.block_days = block_days
+    agreement_type.requires_confirmation = bool(requires_confirmation)
+    changes = diff(before, snapshot(agreement_type, list(TYPE_FIELDS)))
+    session.flush()
+    if changes:
+        record(session, actor, "agreement_type.updated", "agreement_type", agreement_type.id, changes)
+    return agreement_type

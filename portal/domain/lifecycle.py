@@ -433,6 +433,25 @@ def _refuse_if_pending(service: CustomerService, kinds: set[ServiceEventKind]) -
             )
 
 
+def check_cancel(service: CustomerService, *, on: date | None, waive_notice: bool = False,
+                 today: date | None = None) -> date:
+    """What `cancel` would check, without writing: returns the end date it would take
+    effect on, or raises as `cancel` would (for a confirmation page before the step)."""
+    today = today or date.today()
+    _check(service, "cancel")
+    earliest = earliest_end_date(service, today)
+    on = on or earliest
+    if on < earliest and not waive_notice:
+        raise TransitionNotAllowed(f"The earliest possible end date is {earliest.isoformat()}.", field="on")
+    if service.billing_from is not None and on < service.billing_from:
+        raise TransitionNotAllowed(
+            f"A cancellation cannot take effect before billing started ({service.billing_from.isoformat()}).",
+            field="on",
+        )
+    _refuse_if_pending(service, {ServiceEventKind.CANCELLED, ServiceEventKind.CHANGED})
+    return on
+
+
 # -- plan change -------------------------------------------------------------------------------
 
 
@@ -501,6 +520,23 @@ def change_plan(session: Session, service: CustomerService, target: ServiceDefin
         return successor
     _apply_change(session, service, old_event, actor)
     return successor
+
+
+def check_change_plan(service: CustomerService, target: ServiceDefinition, *, on: date | None,
+                      today: date | None = None) -> date:
+    """What `change_plan` would check, without writing: returns the effective date, or
+    raises as `change_plan` would (for a confirmation page before the step)."""
+    today = today or date.today()
+    _check(service, "change_plan")
+    if on is None:
+        on = max(next_period_start(service.definition.period, today), today)
+    _check_target(service, target, on)
+    if service.billing_from is not None and on <= service.billing_from:
+        raise TransitionNotAllowed(
+            f"A plan change takes effect after billing started ({service.billing_from.isoformat()}).", field="on"
+        )
+    _refuse_if_pending(service, {ServiceEventKind.CANCELLED, ServiceEventKind.CHANGED})
+    return on
 
 
 def _apply_change(session: Session, service: CustomerService, old_event: ServiceEvent, actor: Actor) -> dict:
