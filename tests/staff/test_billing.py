@@ -10,7 +10,16 @@ import pytest
 from sqlalchemy import func, select
 
 from portal import jobs
-from portal.models import AuditEntry, BillingRun, BillingRunState, Invoice, InvoiceState, InvoiceType, Job, JobState
+from portal.models import (
+    AuditEntry,
+    BillingRun,
+    BillingRunState,
+    Invoice,
+    InvoiceState,
+    InvoiceType,
+    Job,
+    JobState,
+)
 from tests.domain.billing_fixtures import World
 from tests.domain.payments_fixtures import make_invoice
 from tests.factories import ContactFactory, CustomerFactory, LocationFactory

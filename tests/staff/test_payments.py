@@ -11,7 +11,14 @@ import pytest
 from sqlalchemy import func, select
 
 from portal.domain.payments import record_payment
-from portal.models import AuditEntry, Invoice, Payment, PaymentAllocation, PaymentState, StatementImport
+from portal.models import (
+    AuditEntry,
+    Invoice,
+    Payment,
+    PaymentAllocation,
+    PaymentState,
+    StatementImport,
+)
 from tests.domain.payments_fixtures import SYSTEM, make_invoice, read
 from tests.factories import CustomerFactory, LocationFactory
 
