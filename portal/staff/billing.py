@@ -30,6 +30,7 @@ from portal.domain.billing import (
     request_billing_run,
     send_invoice,
 )
+from portal.domain.payments import HALF_CENT
 from portal.extensions import db
 from portal.jobs import enqueue_billing_run, is_finished, progress_of
 from portal.models import (
@@ -258,7 +259,7 @@ def _invoice_query(form: InvoiceFilterForm):
         stmt = stmt.where(Invoice.state == InvoiceState(state))
     elif state in ("unpaid", "overdue", "paid"):
         stmt = stmt.where(Invoice.state == InvoiceState.ISSUED, Invoice.type != InvoiceType.CREDIT_NOTE)
-        stmt = stmt.where(due <= 0.005) if state == "paid" else stmt.where(due > 0.005)
+        stmt = stmt.where(due <= HALF_CENT) if state == "paid" else stmt.where(due > HALF_CENT)
         if state == "overdue":
             stmt = stmt.where(Invoice.due_date < date.today())
     return stmt.order_by(Invoice.issue_date.desc(), Invoice.id.desc())
