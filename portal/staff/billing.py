@@ -58,6 +58,12 @@ _PERIOD_RE = re.compile(r"^\d{4}-\d{2}$")
 # ---------------------------------------------------------------- forms
 
 
+def clean_text(value) -> str:
+    """A filter's text as a query may use it: stripped, without NUL (PostgreSQL refuses it in
+    text; the app's NUL handling covers posted forms, not query strings)."""
+    return (value or "").replace("\x00", "").strip()
+
+
 def choices(pairs) -> list:
     """(value, label) pairs as select options (WTForms ≥ 3.3 wants SelectChoice)."""
     try:
@@ -237,15 +243,15 @@ def billing_run(run_id: int):
 
 def _invoice_query(form: InvoiceFilterForm):
     stmt = in_operator_locations(select(Invoice), Invoice.location_id)
-    number = (form.number.data or "").strip()
+    number = clean_text(form.number.data)
     if number:
         stmt = stmt.where(or_(Invoice.number.ilike(f"%{number}%"), Invoice.variable_symbol == number))
-    customer = (form.customer.data or "").strip()
+    customer = clean_text(form.customer.data)
     if customer:
         stmt = stmt.where(or_(Invoice.customer_number == customer, Invoice.customer_name.ilike(f"%{customer}%")))
     if form.type.data in {t.value for t in InvoiceType}:
         stmt = stmt.where(Invoice.type == InvoiceType(form.type.data))
-    period = (form.period.data or "").strip()
+    period = clean_text(form.period.data)
     if period and _PERIOD_RE.match(period):
         try:
             start, end = billing_period(period)

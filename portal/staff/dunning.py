@@ -44,7 +44,7 @@ from portal.models import (
     Reminder,
 )
 from portal.staff import bp
-from portal.staff.billing import choices
+from portal.staff.billing import choices, clean_text
 from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import in_operator_locations, requires
 from portal.web.htmx import render
@@ -283,7 +283,7 @@ def dunning_reminders():
         select(Reminder).join(Customer, Customer.id == Reminder.customer_id)
         .options(contains_eager(Reminder.case).contains_eager(DebtRecoveryCase.customer))
         .join(DebtRecoveryCase, DebtRecoveryCase.id == Reminder.case_id), Customer.location_id)
-    number = (form.customer.data or "").strip()
+    number = clean_text(form.customer.data)
     if number:
         stmt = stmt.where(Customer.customer_number == number)
     level = _int(form.level.data)

@@ -44,7 +44,7 @@ from portal.models import (
     StatementImport,
 )
 from portal.staff import bp
-from portal.staff.billing import choices
+from portal.staff.billing import choices, clean_text
 from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import in_operator_locations, requires
 from portal.web.htmx import render
@@ -141,7 +141,7 @@ def _form_error(form: FlaskForm, exc: DomainError | str, field: str | None = Non
 
 
 def _filtered(form: PaymentFilterForm, stmt):
-    q = (form.q.data or "").strip()
+    q = clean_text(form.q.data)
     if q:
         like = f"%{q}%"
         stmt = stmt.where(or_(Payment.variable_symbol == q, Payment.counterparty_name.ilike(like),

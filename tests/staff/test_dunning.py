@@ -146,6 +146,8 @@ def test_reminders_list_and_pdf(staff_client, world, db, count_queries):
     html = staff_client.get("/staff/dunning/reminders").get_data(as_text=True)
     assert "A1" in html and "B1" in html
     assert "B1" not in staff_client.get("/staff/dunning/reminders?customer=A1").get_data(as_text=True)
+    for qs in ("customer=%00", "level=x", "page=0"):
+        assert staff_client.get(f"/staff/dunning/reminders?{qs}").status_code == 200, qs
     reminder = db.scalar(select(Reminder))
     resp = staff_client.get(f"/staff/dunning/reminders/{reminder.id}/pdf")
     assert resp.status_code == 200 and resp.data[:5] == b"%PDF-"
