@@ -815,6 +815,36 @@ def preview_billing(session: Session, period_start: str | date, *, today: date |
     return preview
 
 
+@dataclass
+class PreviewInvoice:
+    """One invoice a run would issue for a customer: its lines (charge drafts with their
+    amounts after the VAT recapitulation) and totals — the preview's drill-down."""
+
+    currency: str
+    plan_name: str
+    lines: list[tuple[ChargeDraft, Amounts]]
+    rates: dict[Decimal, Amounts]
+    total: Amounts
+
+
+def preview_customer(session: Session, period_start: str | date, customer_id: int) -> list[PreviewInvoice]:
+    """What `run_billing` would invoice one customer for the period, line by line — the same
+    computation as `preview_billing`, limited to that customer. Writes nothing."""
+    ms, me = _month(period_start)
+    with session.no_autoflush:
+        catalog = _Catalog.load(session)
+        services = {customer_id: _load_services(session, ms, me).get(customer_id, [])}
+        customers = _load_customers(session, [customer_id])
+        if not customers:
+            return []
+        computed = _compute_charges(session, catalog, services, customers, ms, me)
+        existing = _existing_keys(session, [s.id for s in services[customer_id]], year_bounds(ms)[0], me)
+        new = [c for c in computed if c.key not in existing]
+        drafts = _group_invoices(_open_charges(session, [customer_id], me) + new, customers, catalog)
+    return [PreviewInvoice(str(d.currency), d.plan.name, list(zip(d.charges, d.line_amounts, strict=True)),
+                           dict(d.rates), d.total) for d in drafts]
+
+
 # ---------------------------------------------------------------- the run
 
 

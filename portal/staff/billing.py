@@ -27,6 +27,7 @@ from portal.domain.billing import (
     cancel_invoice,
     issue_credit_note,
     preview_billing,
+    preview_customer,
     request_billing_run,
     send_invoice,
 )
@@ -36,6 +37,7 @@ from portal.jobs import enqueue_billing_run, is_finished, progress_of
 from portal.models import (
     BillingRun,
     BillingRunState,
+    Customer,
     Invoice,
     InvoiceLine,
     InvoiceState,
@@ -177,6 +179,27 @@ def billing():
     return render("staff/billing/index.html", block="preview_customers" if request.args.get("page") else None,
                   status=status, form=form, confirm=confirm, preview=preview, customers=customers, params=params,
                   runs=_recent_runs() if _all_locations() else [], all_locations=_all_locations())
+
+
+@bp.get("/billing/preview/<int:customer_id>")
+@requires("billing.run")
+def billing_preview_customer(customer_id: int):
+    """The preview's drill-down: the invoices one customer would get, line by line."""
+    _require_all_locations()
+    period = clean_text(request.args.get("period"))
+    try:
+        start, _end = billing_period(period)
+        invoices = preview_customer(db.session, period, customer_id)
+    except DomainError as exc:
+        db.session.rollback()
+        return render("staff/billing/preview_customer.html", block="drilldown", status=422, error=str(exc),
+                      invoices=[], customer=None, period=period)
+    customer = db.session.get(Customer, customer_id)
+    if customer is None:
+        abort(404)
+    db.session.rollback()  # the preview wrote nothing; end the read transaction
+    return render("staff/billing/preview_customer.html", block="drilldown", invoices=invoices, customer=customer,
+                  period=f"{start:%Y-%m}", error=None)
 
 
 @bp.post("/billing/runs")

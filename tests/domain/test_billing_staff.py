@@ -13,6 +13,7 @@ from portal.domain.billing import (
     InvoiceNotSent,
     cancel_invoice,
     preview_billing,
+    preview_customer,
     request_billing_run,
     run_billing,
     send_invoice,
@@ -52,6 +53,18 @@ def test_requested_run_is_carried_out_with_the_preview_figures(db):
         run_billing(db, "2026-10", actor=ACTOR, run_id=run.id)
     # Once done, another run of the month may be requested (it adds nothing).
     assert request_billing_run(db, "2026-10", actor=ACTOR).state == BillingRunState.PREVIEWED
+
+
+def test_preview_customer_matches_the_preview_row(db):
+    world = World()
+    service = world.service()
+    world.service(customer=service.customer)
+    db.commit()
+    row = next(r for r in preview_billing(db, "2026-10").per_customer if r.customer_id == service.customer_id)
+    [invoice] = preview_customer(db, "2026-10", service.customer_id)
+    assert invoice.total.gross == row.gross and len(invoice.lines) == row.lines == 2
+    assert sum(a.gross for _, a in invoice.lines) == row.gross
+    assert preview_customer(db, "2026-10", 999999) == []
 
 
 def test_send_invoice_attaches_the_pdf_and_is_audited(db, outbox):

@@ -14,6 +14,7 @@ from portal.models import (
     AuditEntry,
     BillingRun,
     BillingRunState,
+    Customer,
     Invoice,
     InvoiceState,
     InvoiceType,
@@ -132,6 +133,8 @@ def test_location_limited_operator_cannot_preview_or_run(operator_client, world,
     assert "data-figure" not in page.get_data(as_text=True)
     assert client.post("/staff/billing/runs", data={"period": PERIOD}).status_code == 403
     assert client.get("/staff/billing/runs").status_code == 403
+    customer = db.scalar(select(Customer).order_by(Customer.id))
+    assert client.get(f"/staff/billing/preview/{customer.id}?period={PERIOD}").status_code == 403
     assert db.scalar(select(func.count()).select_from(BillingRun)) == 0
 
 
@@ -283,3 +286,18 @@ def test_resend_without_address_is_422(staff_client, db):
     resp = staff_client.post(f"/staff/billing/invoices/{inv.id}/send", data={})
     assert resp.status_code == 422 and "no e-mail address" in resp.get_data(as_text=True)
     assert not audits(db, "invoice.sent")
+
+
+def test_preview_drilldown_per_customer(staff_client, world, db):
+    customer = db.scalar(select(Customer).order_by(Customer.id))
+    url = f"/staff/billing/preview/{customer.id}?period={PERIOD}"
+    html = staff_client.get(url).get_data(as_text=True)
+    assert customer.customer_number in html and "2026-10-01 – 2026-10-31" in html
+    assert 'data-figure="customer-gross">' in html
+    frag = staff_client.htmx("GET", url).get_data(as_text=True)
+    assert "<html" not in frag and 'id="drilldown-card"' in frag
+    assert f"/staff/billing/preview/{customer.id}" in staff_client.get(f"/staff/billing?period={PERIOD}").get_data(
+        as_text=True)
+    assert staff_client.get(f"/staff/billing/preview/{customer.id}?period=bad").status_code == 422
+    assert staff_client.get(f"/staff/billing/preview/999999?period={PERIOD}").status_code == 404
+    assert db.scalar(select(func.count()).select_from(Invoice)) == 0
