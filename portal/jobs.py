@@ -585,6 +585,15 @@ def _summary(obj: Any, id_key: str, fields: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def _link_billing_run(run_id: int, job_id: int) -> None:
+    """Point the requested run at its job in a transaction of its own, before the work starts:
+    a run that fails early (even before run_billing touches it) still shows its job's error."""
+    from portal.models import BillingRun
+
+    with db.engine.begin() as conn:
+        conn.execute(update(BillingRun).where(BillingRun.id == run_id).values(job_id=job_id))
+
+
 @job_handler("billing_run", requires=("period_start",))
 def billing_run(ctx: JobContext) -> dict:
     """Bill the period that starts on `period_start` (issue_date optional), or carry out the
@@ -598,6 +607,7 @@ def billing_run(ctx: JobContext) -> dict:
         if not _accepts(run_billing, "run_id"):
             raise JobError("run_billing() in this installation cannot carry out a requested run.")
         extra["run_id"] = int(ctx.params["billing_run_id"])
+        _link_billing_run(extra["run_id"], ctx.job_id)
     run = run_billing(
         ctx.session,
         _date(ctx.params["period_start"]),

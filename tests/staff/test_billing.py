@@ -301,3 +301,20 @@ def test_preview_drilldown_per_customer(staff_client, world, db):
     assert staff_client.get(f"/staff/billing/preview/{customer.id}?period=bad").status_code == 422
     assert staff_client.get(f"/staff/billing/preview/999999?period={PERIOD}").status_code == 404
     assert db.scalar(select(func.count()).select_from(Invoice)) == 0
+
+
+def test_a_failed_run_shows_its_error_and_does_not_block_the_next(staff_client, world, db, monkeypatch):
+    import portal.domain.billing as billing
+
+    def broken(session, period_start, *, actor, issue_date=None, progress=None, run_id=None, job_id=None):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(billing, "run_billing", broken)
+    resp = staff_client.post("/staff/billing/runs", data={"period": PERIOD})
+    assert resp.status_code == 302
+    run = db.scalar(select(BillingRun))
+    html = staff_client.get(f"/staff/billing/runs/{run.id}").get_data(as_text=True)
+    assert 'data-state="failed"' in html and "the database went away" in html and "every 1s" not in html
+    monkeypatch.undo()
+    assert staff_client.post("/staff/billing/runs", data={"period": PERIOD}).status_code == 302
+    assert db.scalar(select(func.count()).select_from(Invoice)) == 3
