@@ -236,6 +236,9 @@ def dunning_exception_add():
             _form_error(form, _("No customer has the number %(number)s.", number=form.customer.data), "customer")
         elif form.kind.data == ExceptionKind.POSTPONE.value and form.until.data is None:
             _form_error(form, _("Choose the date until which blocking waits."), "until")
+        elif form.kind.data == ExceptionKind.NEVER_BLOCK.value and form.until.data is not None:
+            _form_error(form, _("\"Never block\" has no end date: revoke it when it should end, or postpone "
+                                "blocking until a date instead."), "until")
         else:
             try:
                 if form.kind.data == ExceptionKind.POSTPONE.value:

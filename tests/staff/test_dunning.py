@@ -207,6 +207,7 @@ def test_postponed_customer_is_not_blocked(staff_client, world, db):
     ({"customer": "A1", "kind": "forever", "reason": "x"}, "Not a valid choice"),
     ({"customer": "nobody", "kind": "never_block", "reason": "x"}, "No customer has the number"),
     ({"customer": "A1", "kind": "postpone", "until": "soon", "reason": "x"}, "Not a valid date"),
+    ({"customer": "A1", "kind": "never_block", "until": "2099-01-01", "reason": "x"}, "has no end date"),
 ])
 def test_exception_bad_input_is_422(staff_client, world, db, data, message):
     resp = staff_client.post("/staff/dunning/exceptions", data=data)
