@@ -220,3 +220,27 @@ def test_dunning_needs_the_right(operator_client, world):
     client = operator_client(rights=("billing.run",))
     assert client.get("/staff/dunning").status_code == 403
     assert client.post("/staff/dunning/exceptions", data={}).status_code == 403
+
+
+def test_cases_and_exceptions_lists_issue_a_bounded_number_of_queries(staff_client, world, db, count_queries):
+    run_dunning(db, on=ON, actor=SYSTEM)
+    for customer in (world["ca"], world["cb"]):
+        db.add(BlockingException(customer_id=customer.id, kind=ExceptionKind.NEVER_BLOCK, reason="r"))
+    db.commit()
+    with count_queries() as cases2:
+        staff_client.get("/staff/dunning/cases")
+    with count_queries() as exc2:
+        staff_client.get("/staff/dunning/exceptions")
+    for i in range(18):
+        customer = debtor(number=f"Y{i}")
+        db.add(BlockingException(customer_id=customer.id, kind=ExceptionKind.NEVER_BLOCK, reason="r"))
+    db.commit()
+    run_dunning(db, on=ON, actor=SYSTEM)
+    db.commit()
+    with count_queries() as cases20:
+        html = staff_client.get("/staff/dunning/cases").get_data(as_text=True)
+    assert "Y17" in html
+    with count_queries() as exc20:
+        html = staff_client.get("/staff/dunning/exceptions").get_data(as_text=True)
+    assert "Y17" in html
+    assert (cases2.count, exc2.count) == (cases20.count, exc20.count)
