@@ -150,8 +150,8 @@ def test_billing_needs_the_right(operator_client, world):
 @pytest.fixture
 def invoices(db):
     a, b = LocationFactory(), LocationFactory()
-    ca = CustomerFactory(location=a, customer_number="A1")
-    cb = CustomerFactory(location=b, customer_number="B1")
+    ca = CustomerFactory(location=a, customer_number="CA-000001")
+    cb = CustomerFactory(location=b, customer_number="CB-000002")
     ContactFactory(customer=ca, value="billing-a@example.com")
     paid = make_invoice(ca, "121.00", due_date=date(2025, 1, 15), number="2025000001")
     paid.paid_amount = Decimal("121.00")
@@ -171,7 +171,7 @@ def test_invoice_list_filters_and_csv(staff_client, invoices):
     assert "2025000002" in html and "2025000001" not in html
     html = staff_client.get("/staff/billing/invoices?state=paid").get_data(as_text=True)
     assert "2025000001" in html and "2025000002" not in html
-    html = staff_client.get("/staff/billing/invoices?customer=B1").get_data(as_text=True)
+    html = staff_client.get("/staff/billing/invoices?customer=CB-000002").get_data(as_text=True)
     assert "2025000004" in html and "2025000003" not in html
     html = staff_client.get("/staff/billing/invoices?number=000002").get_data(as_text=True)
     assert "2025000002" in html and "2025000003" not in html

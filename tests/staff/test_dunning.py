@@ -54,7 +54,7 @@ def debtor(location=None, number=None):
 def world(db):
     default_ladder()
     a, b = LocationFactory(), LocationFactory()
-    ca, cb = debtor(a, "A1"), debtor(b, "B1")
+    ca, cb = debtor(a, "CA-000001"), debtor(b, "CB-000002")
     db.commit()
     return {"a": a, "b": b, "ca": ca, "cb": cb}
 
@@ -109,18 +109,18 @@ def test_location_limited_operator(operator_client, world, db):
     overview = client.get("/staff/dunning").get_data(as_text=True)
     assert 'data-figure="cases">1<' in overview and "without location limits" in overview
     cases = client.get("/staff/dunning/cases").get_data(as_text=True)
-    assert "A1" in cases and "B1" not in cases
+    assert "CA-000001" in cases and "CB-000002" not in cases
     reminders = client.get("/staff/dunning/reminders").get_data(as_text=True)
-    assert "A1" in reminders and "B1" not in reminders
-    assert "B1" not in client.get("/staff/dunning/reminders?format=csv").get_data(as_text=True)
+    assert "CA-000001" in reminders and "CB-000002" not in reminders
+    assert "CB-000002" not in client.get("/staff/dunning/reminders?format=csv").get_data(as_text=True)
     theirs = db.scalar(select(Reminder).where(Reminder.customer_id == world["cb"].id))
     assert client.get(f"/staff/dunning/reminders/{theirs.id}/pdf").status_code == 404
-    resp = client.post("/staff/dunning/exceptions", data={"customer": "B1", "kind": "never_block", "reason": "x"})
+    resp = client.post("/staff/dunning/exceptions", data={"customer": "CB-000002", "kind": "never_block", "reason": "x"})
     assert resp.status_code == 422 and "No customer has the number" in resp.get_data(as_text=True)
-    exc = BlockingException(customer_id=world["cb"].id, kind=ExceptionKind.NEVER_BLOCK, reason="VIP")
+    exc = BlockingException(customer_id=world["cb"].id, kind=ExceptionKind.NEVER_BLOCK, reason="Very important customer")
     db.add(exc)
     db.commit()
-    assert "VIP" not in client.get("/staff/dunning/exceptions").get_data(as_text=True)
+    assert "Very important customer" not in client.get("/staff/dunning/exceptions").get_data(as_text=True)
     assert client.post(f"/staff/dunning/exceptions/{exc.id}/revoke", data={}).status_code == 404
 
 
@@ -133,19 +133,19 @@ def test_overview_by_level_and_cases(staff_client, world, db):
     assert dunning_overview(db, on=ON, location_ids={world["a"].id})[0].overdue == {"CZK": Decimal("605.00")}
     html = staff_client.get("/staff/dunning").get_data(as_text=True)
     assert 'data-level="2"' in html and 'data-figure="cases">2<' in html
-    assert "A1" in staff_client.get("/staff/dunning/cases?level=2").get_data(as_text=True)
-    assert "A1" not in staff_client.get("/staff/dunning/cases?level=1").get_data(as_text=True)
+    assert "CA-000001" in staff_client.get("/staff/dunning/cases?level=2").get_data(as_text=True)
+    assert "CA-000001" not in staff_client.get("/staff/dunning/cases?level=1").get_data(as_text=True)
     assert staff_client.get("/staff/dunning/cases?level=abc&state=zzz").status_code == 200
     csv = staff_client.get("/staff/dunning/cases?format=csv")
-    assert csv.mimetype == "text/csv" and "A1" in csv.get_data(as_text=True)
+    assert csv.mimetype == "text/csv" and "CA-000001" in csv.get_data(as_text=True)
 
 
 def test_reminders_list_and_pdf(staff_client, world, db, count_queries):
     run_dunning(db, on=ON, actor=SYSTEM)
     db.commit()
     html = staff_client.get("/staff/dunning/reminders").get_data(as_text=True)
-    assert "A1" in html and "B1" in html
-    assert "B1" not in staff_client.get("/staff/dunning/reminders?customer=A1").get_data(as_text=True)
+    assert "CA-000001" in html and "CB-000002" in html
+    assert "CB-000002" not in staff_client.get("/staff/dunning/reminders?customer=CA-000001").get_data(as_text=True)
     for qs in ("customer=%00", "level=x", "page=0"):
         assert staff_client.get(f"/staff/dunning/reminders?{qs}").status_code == 200, qs
     reminder = db.scalar(select(Reminder))
@@ -155,21 +155,21 @@ def test_reminders_list_and_pdf(staff_client, world, db, count_queries):
     with count_queries() as q2:
         staff_client.get("/staff/dunning/reminders")
     for i in range(18):
-        debtor(number=f"X{i}")
+        debtor(number=f"CX-{i:06d}")
     db.commit()
     run_dunning(db, on=ON, actor=SYSTEM)
     db.commit()
     with count_queries() as q20:
         html = staff_client.get("/staff/dunning/reminders").get_data(as_text=True)
-    assert "X17" in html and q2.count == q20.count
+    assert "CX-000017" in html and q2.count == q20.count
 
 
 def test_postpone_never_block_and_revoke(staff_client, world, db):
     until = date.today() + timedelta(days=10)
     resp = staff_client.post("/staff/dunning/exceptions", data={
-        "customer": "A1", "kind": "postpone", "until": until.isoformat(), "reason": "Promised to pay"})
+        "customer": "CA-000001", "kind": "postpone", "until": until.isoformat(), "reason": "Promised to pay"})
     assert resp.status_code == 302
-    resp = staff_client.post("/staff/dunning/exceptions", data={"customer": "B1", "kind": "never_block",
+    resp = staff_client.post("/staff/dunning/exceptions", data={"customer": "CB-000002", "kind": "never_block",
                                                                 "reason": "Hospital"})
     assert resp.status_code == 302
     html = staff_client.get("/staff/dunning/exceptions").get_data(as_text=True)
@@ -190,7 +190,7 @@ def test_postpone_never_block_and_revoke(staff_client, world, db):
 
 def test_postponed_customer_is_not_blocked(staff_client, world, db):
     staff_client.post("/staff/dunning/exceptions", data={
-        "customer": "A1", "kind": "postpone", "until": (date.today() + timedelta(days=400)).isoformat(),
+        "customer": "CA-000001", "kind": "postpone", "until": (date.today() + timedelta(days=400)).isoformat(),
         "reason": "Agreed instalments"})
     run_dunning(db, on=DUE + timedelta(days=35), actor=SYSTEM)
     db.commit()
@@ -201,13 +201,13 @@ def test_postponed_customer_is_not_blocked(staff_client, world, db):
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"customer": "A1", "kind": "postpone", "until": "", "reason": "x"}, "Choose the date"),
-    ({"customer": "A1", "kind": "postpone", "until": "2000-01-01", "reason": "x"}, "must not be in the past"),
-    ({"customer": "A1", "kind": "never_block", "reason": ""}, "Give a reason."),
-    ({"customer": "A1", "kind": "forever", "reason": "x"}, "Not a valid choice"),
+    ({"customer": "CA-000001", "kind": "postpone", "until": "", "reason": "x"}, "Choose the date"),
+    ({"customer": "CA-000001", "kind": "postpone", "until": "2000-01-01", "reason": "x"}, "must not be in the past"),
+    ({"customer": "CA-000001", "kind": "never_block", "reason": ""}, "Give a reason."),
+    ({"customer": "CA-000001", "kind": "forever", "reason": "x"}, "Not a valid choice"),
     ({"customer": "nobody", "kind": "never_block", "reason": "x"}, "No customer has the number"),
-    ({"customer": "A1", "kind": "postpone", "until": "soon", "reason": "x"}, "Not a valid date"),
-    ({"customer": "A1", "kind": "never_block", "until": "2099-01-01", "reason": "x"}, "has no end date"),
+    ({"customer": "CA-000001", "kind": "postpone", "until": "soon", "reason": "x"}, "Not a valid date"),
+    ({"customer": "CA-000001", "kind": "never_block", "until": "2099-01-01", "reason": "x"}, "has no end date"),
 ])
 def test_exception_bad_input_is_422(staff_client, world, db, data, message):
     resp = staff_client.post("/staff/dunning/exceptions", data=data)
@@ -232,15 +232,15 @@ def test_cases_and_exceptions_lists_issue_a_bounded_number_of_queries(staff_clie
     with count_queries() as exc2:
         staff_client.get("/staff/dunning/exceptions")
     for i in range(18):
-        customer = debtor(number=f"Y{i}")
+        customer = debtor(number=f"CY-{i:06d}")
         db.add(BlockingException(customer_id=customer.id, kind=ExceptionKind.NEVER_BLOCK, reason="r"))
     db.commit()
     run_dunning(db, on=ON, actor=SYSTEM)
     db.commit()
     with count_queries() as cases20:
         html = staff_client.get("/staff/dunning/cases").get_data(as_text=True)
-    assert "Y17" in html
+    assert "CY-000017" in html
     with count_queries() as exc20:
         html = staff_client.get("/staff/dunning/exceptions").get_data(as_text=True)
-    assert "Y17" in html
+    assert "CY-000017" in html
     assert (cases2.count, exc2.count) == (cases20.count, exc20.count)

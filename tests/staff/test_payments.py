@@ -34,8 +34,8 @@ def count(db, model) -> int:
 @pytest.fixture
 def world(db):
     a, b = LocationFactory(), LocationFactory()
-    ca = CustomerFactory(location=a, customer_number="A1", variable_symbol="7100001")
-    cb = CustomerFactory(location=b, customer_number="B1", variable_symbol="7200001")
+    ca = CustomerFactory(location=a, customer_number="CA-000001", variable_symbol="7100001")
+    cb = CustomerFactory(location=b, customer_number="CB-000002", variable_symbol="7200001")
     inv_a = make_invoice(ca, "605.00", number="2025000101", variable_symbol="2025000101")
     inv_b = make_invoice(cb, "300.00", number="2025000201", variable_symbol="2025000201")
     unmatched = record_payment(db, amount=Decimal("605.00"), currency="CZK", received_on=date(2025, 3, 4),
@@ -52,7 +52,7 @@ def test_payment_list_filters_and_csv(staff_client, world):
     assert f"#{world['unmatched'].id}<" in html and f"#{world['paid_b'].id}<" in html
     html = staff_client.get("/staff/payments?state=matched").get_data(as_text=True)
     assert f"#{world['paid_b'].id}<" in html and f"#{world['unmatched'].id}<" not in html
-    html = staff_client.get("/staff/payments?q=B1").get_data(as_text=True)
+    html = staff_client.get("/staff/payments?q=CB-000002").get_data(as_text=True)
     assert f"#{world['paid_b'].id}<" in html and f"#{world['unmatched'].id}<" not in html
     html = staff_client.get("/staff/payments?received_from=2025-03-05").get_data(as_text=True)
     assert f"#{world['unmatched'].id}<" not in html
@@ -87,7 +87,7 @@ def test_location_scoping(operator_client, world, db):
     resp = client.post(f"/staff/payments/{world['unmatched'].id}/allocate",
                        data={"invoice": "2025000201", "amount": "100"})
     assert resp.status_code == 422 and "No invoice has the number" in resp.get_data(as_text=True)
-    resp = client.post(f"/staff/payments/{world['unmatched'].id}/assign", data={"customer": "B1"})
+    resp = client.post(f"/staff/payments/{world['unmatched'].id}/assign", data={"customer": "CB-000002"})
     assert resp.status_code == 422
     assert client.get("/staff/payments/import").status_code == 403
     resp = client.post("/staff/payments/new", data={"amount": "10", "currency": "CZK", "received_on": "2025-03-01",
@@ -155,7 +155,7 @@ def test_pairing_bad_input_is_422_and_keeps_the_invariants(staff_client, world, 
 
 def test_assign_to_customer_pairs_their_open_invoices(staff_client, world, db):
     pid = world["unmatched"].id
-    resp = staff_client.post(f"/staff/payments/{pid}/assign", data={"customer": "A1"})
+    resp = staff_client.post(f"/staff/payments/{pid}/assign", data={"customer": "CA-000001"})
     assert resp.status_code == 302
     db.expire_all()
     assert db.get(Invoice, world["inv_a"].id).paid_amount == Decimal("605.00")
@@ -168,7 +168,7 @@ def test_manual_entry(staff_client, world, db):
     assert staff_client.get("/staff/payments/new").status_code == 200
     resp = staff_client.post("/staff/payments/new", data={
         "amount": "605,00", "currency": "CZK", "received_on": "2025-03-10", "source": "cash",
-        "customer": "A1", "variable_symbol": "", "message": "At the counter"})
+        "customer": "CA-000001", "variable_symbol": "", "message": "At the counter"})
     assert resp.status_code == 302
     payment = db.scalar(select(Payment).where(Payment.message == "At the counter"))
     assert payment.customer_id == world["ca"].id and payment.state == PaymentState.MATCHED
