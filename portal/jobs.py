@@ -521,6 +521,17 @@ def read_upload(name: str) -> bytes:
     return path.read_bytes()
 
 
+def enqueue_billing_run(run, *, actor: Actor) -> Job:
+    """Queue the billing run staff requested (a BillingRun in state previewed) as a job."""
+    return enqueue("billing_run", {"period_start": run.period_start, "issue_date": run.issue_date,
+                                   "billing_run_id": run.id}, actor=actor)
+
+
+def enqueue_dunning_run(on: date, *, actor: Actor) -> Job:
+    """Queue a (real) dunning run on `on`."""
+    return enqueue("dunning_run", {"on": on}, actor=actor)
+
+
 def enqueue_statement_import(file_name: str, data: bytes, *, actor: Actor) -> Job:
     """Queue a bank statement import: the bytes go to a file, the queue carries its name."""
     upload = save_upload(data, file_name)
@@ -574,13 +585,29 @@ def _summary(obj: Any, id_key: str, fields: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def _link_billing_run(run_id: int, job_id: int) -> None:
+    """Point the requested run at its job in a transaction of its own, before the work starts:
+    a run that fails early (even before run_billing touches it) still shows its job's error."""
+    from portal.models import BillingRun
+
+    with db.engine.begin() as conn:
+        conn.execute(update(BillingRun).where(BillingRun.id == run_id).values(job_id=job_id))
+
+
 @job_handler("billing_run", requires=("period_start",))
 def billing_run(ctx: JobContext) -> dict:
-    """Bill the period that starts on `period_start` (issue_date optional); the run is linked
+    """Bill the period that starts on `period_start` (issue_date optional), or carry out the
+    run staff requested (`billing_run_id`, see enqueue_billing_run); the run is linked
     to its job. run_billing commits per batch of customers (a failed run keeps what was
     done and can be run again), so only the link and the job's end are committed here."""
     run_billing = domain_function("portal.domain.billing", "run_billing")
     extra = {"job_id": ctx.job_id} if _accepts(run_billing, "job_id") else {}
+    if ctx.params.get("billing_run_id") not in (None, ""):
+        # A run staff requested from the browser (billing.request_billing_run): carry it out.
+        if not _accepts(run_billing, "run_id"):
+            raise JobError("run_billing() in this installation cannot carry out a requested run.")
+        extra["run_id"] = int(ctx.params["billing_run_id"])
+        _link_billing_run(extra["run_id"], ctx.job_id)
     run = run_billing(
         ctx.session,
         _date(ctx.params["period_start"]),

@@ -153,6 +153,14 @@ class CreditNoteRefused(DomainError):
     """The credit note cannot be issued (no reason, a credit note, nothing left to credit…)."""
 
 
+class BillingRunRefused(DomainError):
+    """A billing run cannot be requested or carried out (scope, one already waiting…)."""
+
+
+class InvoiceNotSent(DomainError):
+    """The invoice cannot be e-mailed (no address, a cancelled invoice…)."""
+
+
 class CancellationRefused(DomainError):
     """The invoice cannot be cancelled (paid, already cancelled, a credit note)."""
 
@@ -807,6 +815,36 @@ def preview_billing(session: Session, period_start: str | date, *, today: date |
     return preview
 
 
+@dataclass
+class PreviewInvoice:
+    """One invoice a run would issue for a customer: its lines (charge drafts with their
+    amounts after the VAT recapitulation) and totals — the preview's drill-down."""
+
+    currency: str
+    plan_name: str
+    lines: list[tuple[ChargeDraft, Amounts]]
+    rates: dict[Decimal, Amounts]
+    total: Amounts
+
+
+def preview_customer(session: Session, period_start: str | date, customer_id: int) -> list[PreviewInvoice]:
+    """What `run_billing` would invoice one customer for the period, line by line — the same
+    computation as `preview_billing`, limited to that customer. Writes nothing."""
+    ms, me = _month(period_start)
+    with session.no_autoflush:
+        catalog = _Catalog.load(session)
+        services = {customer_id: _load_services(session, ms, me).get(customer_id, [])}
+        customers = _load_customers(session, [customer_id])
+        if not customers:
+            return []
+        computed = _compute_charges(session, catalog, services, customers, ms, me)
+        existing = _existing_keys(session, [s.id for s in services[customer_id]], year_bounds(ms)[0], me)
+        new = [c for c in computed if c.key not in existing]
+        drafts = _group_invoices(_open_charges(session, [customer_id], me) + new, customers, catalog)
+    return [PreviewInvoice(str(d.currency), d.plan.name, list(zip(d.charges, d.line_amounts, strict=True)),
+                           dict(d.rates), d.total) for d in drafts]
+
+
 # ---------------------------------------------------------------- the run
 
 
@@ -960,7 +998,8 @@ def _apply_credit(session: Session, customer_ids: list[int], *, actor: Actor, on
 
 
 def run_billing(session: Session, period_start: str | date, *, actor: Actor, issue_date: date | None = None,
-                progress: Callable[[int, int], None] | None = None, batch_size: int = 500) -> BillingRun:
+                progress: Callable[[int, int], None] | None = None, batch_size: int = 500,
+                run_id: int | None = None, job_id: int | None = None) -> BillingRun:
     """Bill the month: create the missing charges, invoice every uninvoiced charge (one
     invoice per customer, billing plan and currency), apply customer credit, and record the
     run (state running → done, or failed with the error).
@@ -975,13 +1014,25 @@ def run_billing(session: Session, period_start: str | date, *, actor: Actor, iss
     each batch locks its customers' rows before collecting their uninvoiced charges, so of
     two concurrent runs the second waits and then finds those charges already invoiced.
     Running twice for a period adds nothing. `progress(done, total)` counts customers.
-    Defaults: issue_date = today. The session is committed by this function."""
-    ms, me = _month(period_start)
-    issue_date = issue_date or date.today()
-    run = BillingRun(period_start=ms, period_end=me, issue_date=issue_date, state=BillingRunState.RUNNING,
-                     started_by_type=actor.type, started_by_id=actor.id, started_by_name=actor.name[:200],
-                     started_at=utcnow())
-    session.add(run)
+    Defaults: issue_date = today. `run_id` carries out a run staff requested
+    (`request_billing_run`: its period and issue date win); `job_id` links the run to its
+    background job. The session is committed by this function."""
+    if run_id is not None:
+        run = session.get(BillingRun, run_id)
+        if run is None or run.state != BillingRunState.PREVIEWED:
+            raise BillingRunRefused(f"Billing run {run_id} is not waiting to be run.")
+        ms, me, issue_date = run.period_start, run.period_end, run.issue_date
+        run.state = BillingRunState.RUNNING
+        run.started_at = utcnow()
+    else:
+        ms, me = _month(period_start)
+        issue_date = issue_date or date.today()
+        run = BillingRun(period_start=ms, period_end=me, issue_date=issue_date, state=BillingRunState.RUNNING,
+                         started_by_type=actor.type, started_by_id=actor.id, started_by_name=actor.name[:200],
+                         started_at=utcnow())
+        session.add(run)
+    if job_id is not None:
+        run.job_id = job_id
     session.commit()  # visible as "running" to everyone from now on
     run_id = run.id
     done = charges_count = 0
@@ -1275,3 +1326,77 @@ def unprotect_issued_invoices() -> None:
     """Remove the guard (for tests that installed it themselves)."""
     if event.contains(Session, "before_flush", _guard_invoices):
         event.remove(Session, "before_flush", _guard_invoices)
+
+
+# ---------------------------------------------------------------- staff requests
+
+
+def request_billing_run(session: Session, period: str | date, *, actor: Actor, location_ids=None,
+                        issue_date: date | None = None) -> BillingRun:
+    """Staff ask for the run of a month; a background job carries it out (`run_billing` with
+    `run_id`). The rules: a run bills every location, so only an operator without location
+    limits (`location_ids` None) may start one — an operator of some locations would
+    otherwise issue invoices (and see totals) of locations that are not theirs; and while a
+    run of the same month waits or runs, another is refused (it would add nothing, only
+    confuse). The run is recorded as `previewed` (confirmed after the preview, waiting for
+    the worker) and audited. Flushes; the caller commits (enqueueing the job commits)."""
+    if location_ids is not None:
+        raise BillingRunRefused("A billing run bills every location; only an operator without location limits "
+                                "may start one.")
+    ms, me = _month(period)
+    from portal.models import Job, JobState
+
+    waiting = session.scalar(
+        select(BillingRun.id)
+        .outerjoin(Job, Job.id == BillingRun.job_id)
+        .where(BillingRun.period_start == ms,
+               BillingRun.state.in_([BillingRunState.PREVIEWED, BillingRunState.RUNNING]),
+               or_(BillingRun.job_id.is_(None), Job.state.in_([JobState.QUEUED, JobState.RUNNING])))
+        .limit(1)
+    )
+    if waiting is not None:
+        raise BillingRunRefused(f"Billing run {waiting} of {ms:%Y-%m} is already waiting or running.",
+                                field="period")
+    issue_date = issue_date or date.today()
+    run = BillingRun(period_start=ms, period_end=me, issue_date=issue_date, state=BillingRunState.PREVIEWED,
+                     started_by_type=actor.type, started_by_id=actor.id, started_by_name=actor.name[:200],
+                     started_at=utcnow())
+    session.add(run)
+    session.flush()
+    audit.record(session, actor, "billing.run_requested", "billing_run", run.id,
+                 {"period": f"{ms:%Y-%m}", "issue_date": issue_date})
+    return run
+
+
+def send_invoice(session: Session, invoice: Invoice, *, actor: Actor, to: str | None = None):
+    """E-mail an invoice (or credit note) with its stored PDF attached, in the customer's
+    language, to `to` or else the customer's billing address (the one dunning writes to).
+    Refused for a cancelled invoice and without an address. The e-mail goes through the
+    outbox (an OutboundEmail row); audited. Returns the OutboundEmail."""
+    from flask_babel import force_locale
+    from flask_babel import gettext as _
+
+    from portal.documents import document_for, kind_for, read_document
+    from portal.domain.dunning import billing_email
+    from portal.mail import send_email
+
+    if invoice.state == InvoiceState.CANCELLED:
+        raise InvoiceNotSent(f"Invoice {invoice.number} is cancelled; it is not sent again.")
+    customer = invoice.customer
+    to = (to or "").strip() or billing_email(session, customer)
+    if not to:
+        raise InvoiceNotSent("The customer has no e-mail address to send the invoice to.", field="to")
+    if "@" not in to or len(to) > 254 or any(ch.isspace() for ch in to):
+        raise InvoiceNotSent(f"{to!r} is not an e-mail address.", field="to")
+    doc = document_for(session, kind_for(invoice), invoice)
+    data = read_document(doc)
+    lang = customer.language.value if customer.language else None
+    with force_locale(lang):
+        subject = (_("Credit note %(number)s", number=invoice.number) if invoice.type == InvoiceType.CREDIT_NOTE
+                   else _("Invoice %(number)s", number=invoice.number))
+        row = send_email(to, subject, "invoice", customer_id=customer.id,
+                         attachments=[(doc.file_name, "application/pdf", data)], invoice=invoice, customer=customer)
+    audit.record(session, actor, "invoice.sent", "invoice", invoice.id,
+                 {"invoice": invoice.number, "to": to, "email_id": row.id, "state": row.state,
+                  "document_sha256": doc.sha256}, customer_id=customer.id)
+    return row

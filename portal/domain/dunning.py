@@ -575,3 +575,62 @@ def revoke_exception(session: Session, exception: BlockingException, *, actor: A
             changes["case_state"] = [CaseState.POSTPONED, case.state]
     record(session, actor, "dunning.exception_revoked", "blocking_exception", exception.id, changes,
            customer_id=customer.id)
+
+
+# -- what staff see --------------------------------------------------------------------------------
+
+
+class DunningRunRefused(DomainError):
+    """A dunning run cannot be started by this operator."""
+
+
+def check_run_scope(location_ids) -> None:
+    """A dunning run (and its preview) covers every customer of every location: it may block
+    services anywhere, so only an operator without location limits (`location_ids` None)
+    may run or preview it."""
+    if location_ids is not None:
+        raise DunningRunRefused("A dunning run covers every location; only an operator without location limits "
+                                "may start or preview one.")
+
+
+@dataclass
+class LevelSummary:
+    """Open debt recovery cases at one level: how many, in which state, and the overdue debt."""
+
+    level: int
+    cases: int = 0
+    by_state: dict[str, int] = field(default_factory=dict)
+    overdue: dict[str, Decimal] = field(default_factory=dict)  # per currency
+
+
+def dunning_overview(session: Session, *, on: date, location_ids=None) -> list[LevelSummary]:
+    """Open cases (not closed) per level, with their states and the debt overdue on `on`
+    (gross − paid − credited of issued invoices due before `on`) per currency, limited to
+    the customers of `location_ids` (None = all). Two queries."""
+    from sqlalchemy import func
+
+    scope = [] if location_ids is None else [Customer.location_id.in_(list(location_ids))]
+    levels: dict[int, LevelSummary] = {}
+    for level, state, count in session.execute(
+        select(DebtRecoveryCase.level, DebtRecoveryCase.state, func.count(DebtRecoveryCase.id))
+        .join(Customer, Customer.id == DebtRecoveryCase.customer_id)
+        .where(DebtRecoveryCase.state != CaseState.CLOSED, *scope)
+        .group_by(DebtRecoveryCase.level, DebtRecoveryCase.state)
+    ):
+        s = levels.setdefault(level, LevelSummary(level))
+        s.cases += count
+        key = state.value if hasattr(state, "value") else str(state)
+        s.by_state[key] = s.by_state.get(key, 0) + count
+    due = Invoice.gross_total - Invoice.paid_amount - Invoice.credited_amount
+    for level, currency, amount in session.execute(
+        select(DebtRecoveryCase.level, Invoice.currency, func.sum(due))
+        .join(Customer, Customer.id == DebtRecoveryCase.customer_id)
+        .join(Invoice, Invoice.customer_id == DebtRecoveryCase.customer_id)
+        .where(DebtRecoveryCase.state != CaseState.CLOSED, Invoice.type == InvoiceType.INVOICE,
+               Invoice.state == InvoiceState.ISSUED, Invoice.due_date < on, due > 0, *scope)
+        .group_by(DebtRecoveryCase.level, Invoice.currency)
+    ):
+        s = levels.setdefault(level, LevelSummary(level))
+        key = currency.value if hasattr(currency, "value") else str(currency)
+        s.overdue[key] = Decimal(str(amount or 0)).quantize(Decimal("0.01"))
+    return [levels[k] for k in sorted(levels)]

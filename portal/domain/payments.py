@@ -24,6 +24,7 @@ so that concurrent pairing on PostgreSQL cannot allocate the same money or due t
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
@@ -635,3 +636,101 @@ def _lock_open_invoices(session: Session, customer_id: int, currency) -> list[tu
 
 def _describe(allocations: list[PaymentAllocation]) -> list[dict]:
     return [{"invoice": a.invoice.number, "invoice_id": a.invoice.id, "amount": a.amount} for a in allocations]
+
+
+# ---------------------------------------------------------------- suggestions for staff
+
+
+@dataclass
+class Suggestion:
+    """An open invoice that may be what a payment pays, with why it was suggested."""
+
+    invoice: Invoice
+    due: Decimal
+    score: int
+    reasons: list[str]
+
+
+def similar_symbols(variable_symbol: str | None) -> list[str]:
+    """Spellings a payer may have mistyped for a VS: one digit changed, two neighbouring digits
+    swapped, one digit left out or one added — plus the VS itself (without leading zeros).
+    Symbols shorter than 4 digits suggest nothing (too many accidental matches)."""
+    vs = (variable_symbol or "").lstrip("0")
+    if len(vs) < 4 or not vs.isdigit():
+        return []
+    out = {vs}
+    digits = "0123456789"
+    for i in range(len(vs)):
+        out.add(vs[:i] + vs[i + 1:])  # one left out
+        for d in digits:
+            out.add(vs[:i] + d + vs[i + 1:])  # one changed
+    for i in range(len(vs) + 1):
+        for d in digits:
+            out.add(vs[:i] + d + vs[i:])  # one added
+    for i in range(len(vs) - 1):
+        out.add(vs[:i] + vs[i + 1] + vs[i] + vs[i + 2:])  # neighbours swapped
+    return sorted(s for s in out if s and len(s) <= 10 and not s.startswith("0"))
+
+
+def suggest_matches(session: Session, payment: Payment, *, location_ids=None, limit: int = 10) -> list[Suggestion]:
+    """Open invoices (issued, payable, something due, the payment's currency) the payment may
+    pay, best first. Points: the amount due equals what is left of the payment (3), the
+    invoice's VS is the payment's (3) or one typo away from it (2), the customer's own VS is
+    one typo away (1), the invoice belongs to the payment's customer (2). Only invoices of
+    `location_ids` (None = all) are suggested. A handful of queries whatever the data size."""
+    left = _money(payment.unallocated)
+    if left <= 0:
+        return []
+    credited = credited_expr()
+    due_expr = Invoice.gross_total - Invoice.paid_amount - credited
+    base = select(Invoice, credited.label("credited")).where(
+        Invoice.type.in_(PAYABLE_TYPES), Invoice.state == InvoiceState.ISSUED,
+        Invoice.currency == payment.currency, due_expr > HALF_CENT,
+    )
+    if location_ids is not None:
+        base = base.where(Invoice.location_id.in_(list(location_ids)))
+    exact = set(vs_candidates(payment.variable_symbol))
+    similar = similar_symbols(payment.variable_symbol)
+    found: dict[int, tuple[Invoice, Decimal]] = {}
+
+    def collect(stmt) -> None:
+        for inv, cr in session.execute(stmt.order_by(Invoice.due_date, Invoice.id).limit(50)).all():
+            found.setdefault(inv.id, (inv, _money(cr)))
+
+    collect(base.where(due_expr > left - HALF_CENT, due_expr < left + HALF_CENT))
+    similar_customers: set[int] = set()
+    if similar:
+        padded = sorted({s.zfill(10) for s in similar} | set(similar))
+        collect(base.where(Invoice.variable_symbol.in_(padded)))
+        similar_customers = set(session.scalars(select(Customer.id).where(Customer.variable_symbol.in_(padded))))
+        if similar_customers:
+            collect(base.where(Invoice.customer_id.in_(sorted(similar_customers))))
+    if payment.customer_id is not None:
+        collect(base.where(Invoice.customer_id == payment.customer_id))
+
+    out = []
+    similar_set = set(similar)
+    for inv, cr in found.values():
+        due = invoice_due(inv, cr)
+        if due <= 0:
+            continue
+        score, reasons = 0, []
+        if due == left:
+            score += 3
+            reasons.append("amount")
+        vs = (inv.variable_symbol or "").lstrip("0")
+        if inv.variable_symbol in exact or (vs and vs == (payment.variable_symbol or "").lstrip("0")):
+            score += 3
+            reasons.append("variable_symbol")
+        elif vs in similar_set:
+            score += 2
+            reasons.append("similar_variable_symbol")
+        if inv.customer_id in similar_customers:
+            score += 1
+            reasons.append("similar_customer_symbol")
+        if payment.customer_id is not None and inv.customer_id == payment.customer_id:
+            score += 2
+            reasons.append("customer")
+        out.append(Suggestion(inv, due, score, reasons))
+    out.sort(key=lambda s: (-s.score, s.invoice.due_date, s.invoice.id))
+    return out[:limit]
