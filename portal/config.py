@@ -37,6 +37,8 @@ class DefaultConfig:
     LOGIN_LIMIT_PER_ACCOUNT = "5 per minute;30 per hour"
     # /cancel is open to anyone: limit how often one address may ask for cancellation links.
     CANCEL_LIMIT_PER_IP = "10 per hour"
+    # The largest request body (bank statements are the largest uploads): more is a 413.
+    MAX_CONTENT_LENGTH = 16 * 1024 * 1024
     RATELIMIT_HEADERS_ENABLED = False
 
     # Mail: without MAIL_SERVER, messages are written as .eml files to instance/outbox/.

@@ -74,6 +74,10 @@ def init_web(app: Flask) -> None:
             request.form = ImmutableMultiDict(
                 [(k, v.replace("\x00", "\ufffd")) for k, values in request.form.lists() for v in values]
             )
+        if any("\x00" in v for values in request.args.listvalues() for v in values):
+            request.args = ImmutableMultiDict(
+                [(k, v.replace("\x00", "\ufffd")) for k, values in request.args.lists() for v in values]
+            )
         g.request_id = request.headers.get("X-Request-ID", "")[:40] or secrets.token_hex(8)
 
     @app.errorhandler(CSRFError)

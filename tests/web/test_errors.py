@@ -192,3 +192,16 @@ def test_abort_in_a_view_uses_the_error_page(throwaway_app):
 def test_error_pages_are_not_cached(client, throwaway_app):
     for resp in (client.get("/no-such-page"), throwaway_app.test_client().get("/boom")):
         assert resp.headers.get("Cache-Control") == "no-store"
+
+
+def test_a_request_body_over_the_limit_is_a_413_page(app, client):
+    too_big = app.config["MAX_CONTENT_LENGTH"] + 1
+    resp = client.post("/login", data={"email": "x" * too_big, "password": "p"})
+    assert resp.status_code == 413
+    assert "<main" in resp.get_data(as_text=True)
+
+
+def test_nul_in_a_query_string_is_not_an_error(customer_client):
+    # PostgreSQL refuses NUL in text; filters reach the database, so the app replaces it.
+    resp = customer_client.get("/invoices?year=20%0026")
+    assert resp.status_code in (200, 422)
