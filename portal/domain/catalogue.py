@@ -94,7 +94,14 @@ def _price(value, field: str = "price") -> Decimal:
         raise CatalogueError(_("This price is too large."), field=field)
     if price != price.quantize(Decimal("0.0001")):
         raise CatalogueError(_("Use at most four decimal places."), field=field)
-    return price
+    return price_text(price)
+
+
+def price_text(price: Decimal) -> Decimal:
+    """A price with two decimals unless it needs more (605 → 605.00, 0.1234 stays), so
+    audit entries read the same whether the number came from a form or the database."""
+    cents = price.quantize(Decimal("0.01"))
+    return cents if cents == price else price.quantize(Decimal("0.0001"))
 
 
 def _vat_rate(value) -> Decimal:
@@ -341,7 +348,7 @@ def schedule_price_change(session: Session, actor: Actor, definition: ServiceDef
     note = _text(note, "note", 200, required=False)
     change = session.scalar(select(PriceChange).where(PriceChange.definition_id == definition.id,
                                                       PriceChange.effective_from == effective_from))
-    old_price = price_on(definition, effective_from)
+    old_price = price_text(price_on(definition, effective_from))
     if change is None:
         change = PriceChange(definition=definition, new_price=price, effective_from=effective_from, note=note)
         session.add(change)
@@ -362,7 +369,7 @@ def cancel_price_change(session: Session, actor: Actor, change: PriceChange, *, 
     if change.effective_from < earliest:
         raise CatalogueError(_("This price is already in effect; schedule a new price instead."))
     record(session, actor, "service_definition.price_cancelled", "service_definition", definition.id,
-           {"price": [change.new_price, None], "effective_from": change.effective_from})
+           {"price": [price_text(change.new_price), None], "effective_from": change.effective_from})
     session.delete(change)
     session.flush()
     session.expire(definition, ["price_changes"])
