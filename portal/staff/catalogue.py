@@ -232,7 +232,7 @@ def _definition_input(form: DefinitionForm) -> rules.DefinitionInput:
     return rules.DefinitionInput(
         group_id=form.group_id.data, code=form.code.data, name=form.name.data,
         customer_name=form.customer_name.data, description=form.description.data or "",
-        price=_number_text(form.price.data), price_includes_vat=form.price_includes_vat.data,
+        price=_number_text(form.price.data) if form.price is not None else None, price_includes_vat=form.price_includes_vat.data,
         vat_rate=form.vat_rate.data, period=form.period.data, commitment_months=form.commitment_months.data,
         notice_days=form.notice_days.data, selfcare_changeable=form.selfcare_changeable.data,
         usage_tracker_id=form.usage_tracker_id.data, valid_from=form.valid_from.data, valid_to=form.valid_to.data,
