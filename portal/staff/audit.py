@@ -16,6 +16,7 @@ from wtforms.validators import Length, NumberRange, Optional
 
 from portal.extensions import db
 from portal.models import ActorType, AuditEntry, Customer, Operator
+from portal.selfcare.forms import choices
 from portal.staff import bp
 from portal.staff.common import csv_response, wants_csv
 from portal.web.access import requires
@@ -52,8 +53,8 @@ def _scoped(stmt, location_ids):
 
 def _actor_choices(form: AuditFilterForm) -> None:
     operators = db.session.execute(select(Operator.id, Operator.name).order_by(Operator.name)).all()
-    form.actor.choices = [("", _l("Anyone")), ("system", _l("The system")), ("customer", _l("Customers"))] + [
-        (f"operator:{i}", name) for i, name in operators]
+    form.actor.choices = choices([("", _l("Anyone")), ("system", _l("The system")), ("customer", _l("Customers"))]
+                                 + [(f"operator:{i}", name) for i, name in operators])
 
 
 def _filtered(form: AuditFilterForm, location_ids):

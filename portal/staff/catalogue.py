@@ -33,6 +33,7 @@ from portal.models import (
     ServiceGroupKind,
     UsageTracker,
 )
+from portal.selfcare.forms import choices
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, scoped_customer_or_404, wants_csv
 from portal.staff.operators import MultiCheckboxField, field_error
@@ -66,7 +67,7 @@ def _today() -> date:
 
 class GroupForm(FlaskForm):
     name = StringField(_l("Name"), validators=[InputRequired(), Length(max=100)])
-    kind = SelectField(_l("Kind"), choices=[(k.value, k.value) for k in ServiceGroupKind])
+    kind = SelectField(_l("Kind"), choices=choices([(k.value, k.value) for k in ServiceGroupKind]))
     position = IntegerField(_l("Position in lists"), default=0, validators=[Optional()])
 
 
@@ -79,9 +80,11 @@ class DefinitionForm(FlaskForm):
     description = TextAreaField(_l("Description"), validators=[Optional(), Length(max=2000)])
     price = StringField(_l("Price per period"), description=_l("Later changes take effect from a date."))
     price_includes_vat = BooleanField(_l("The price includes VAT"), default=True)
-    vat_rate = SelectField(_l("VAT rate"), choices=[(f"{r:.2f}", f"{r.normalize():f} %") for r in rules.VAT_RATES],
+    vat_rate = SelectField(_l("VAT rate"),
+                           choices=choices([(f"{r:.2f}", f"{r.normalize():f} %") for r in rules.VAT_RATES]),
                            validate_choice=False)
-    period = SelectField(_l("Billing period"), choices=[(p.value, p.value) for p in Period], validate_choice=False)
+    period = SelectField(_l("Billing period"), choices=choices([(p.value, p.value) for p in Period]),
+                         validate_choice=False)
     commitment_months = IntegerField(_l("Commitment (months)"), default=0, validators=[InputRequired()])
     notice_days = IntegerField(_l("Notice period (days)"), default=30, validators=[InputRequired()])
     selfcare_changeable = BooleanField(_l("Customers may change it in selfcare"))
@@ -103,8 +106,9 @@ class PlanForm(FlaskForm):
     customer_name = StringField(_l("Name for customers"), validators=[InputRequired(), Length(max=200)])
     invoice_day = IntegerField(_l("Invoice day"), default=1, validators=[InputRequired()])
     due_days = IntegerField(_l("Due in (days)"), default=14, validators=[InputRequired()])
-    delivery = SelectField(_l("Delivery"), choices=[(d.value, d.value) for d in Delivery], validate_choice=False)
-    payment_method = SelectField(_l("Payment method"), choices=[(m.value, m.value) for m in PaymentMethod],
+    delivery = SelectField(_l("Delivery"), choices=choices([(d.value, d.value) for d in Delivery]),
+                           validate_choice=False)
+    payment_method = SelectField(_l("Payment method"), choices=choices([(m.value, m.value) for m in PaymentMethod]),
                                  validate_choice=False)
     block_enabled = BooleanField(_l("Dunning may block services"), default=True)
     series = StringField(_l("Invoice number series"), default="FV", validators=[InputRequired(), Length(max=10)])
@@ -118,7 +122,7 @@ class DiscountForm(FlaskForm):
                                        description=_l("Empty: every service of the customer."))
     service_group_id = SelectField(_l("Only services of the group"), coerce=_int_or_none, validate_choice=False)
     name = StringField(_l("Name"), validators=[InputRequired(), Length(max=200)])
-    kind = SelectField(_l("Kind"), choices=[(k.value, k.value) for k in DiscountKind], validate_choice=False)
+    kind = SelectField(_l("Kind"), choices=choices([(k.value, k.value) for k in DiscountKind]), validate_choice=False)
     value = StringField(_l("Value"), validators=[InputRequired()],
                         description=_l("Percent, or an amount per period."))
     valid_from = DateField(_l("From"), validators=[InputRequired()])
@@ -220,12 +224,13 @@ def catalogue_group(group_id: int):
 def _definition_choices(form: DefinitionForm, definition: ServiceDefinition | None) -> None:
     groups = db.session.execute(select(ServiceGroup.id, ServiceGroup.name).order_by(ServiceGroup.position,
                                                                                    ServiceGroup.name)).all()
-    form.group_id.choices = [("", _("Choose…"))] + [(str(i), n) for i, n in groups]
+    form.group_id.choices = choices([("", _("Choose…"))] + [(str(i), n) for i, n in groups])
     others = db.session.execute(select(ServiceDefinition.id, ServiceDefinition.code, ServiceDefinition.name)
                                 .order_by(ServiceDefinition.code)).all()
-    form.target_ids.choices = [(i, f"{c} — {n}") for i, c, n in others if definition is None or i != definition.id]
+    form.target_ids.choices = choices([(i, f"{c} — {n}") for i, c, n in others
+                                       if definition is None or i != definition.id])
     trackers = db.session.execute(select(UsageTracker.id, UsageTracker.name).order_by(UsageTracker.name)).all()
-    form.usage_tracker_id.choices = [("", _("None"))] + [(str(i), n) for i, n in trackers]
+    form.usage_tracker_id.choices = choices([("", _("None"))] + [(str(i), n) for i, n in trackers])
 
 
 def _definition_input(form: DefinitionForm) -> rules.DefinitionInput:
@@ -434,7 +439,7 @@ def catalogue_discounts():
 
 def _discount_choices(form) -> None:
     groups = db.session.execute(select(ServiceGroup.id, ServiceGroup.name).order_by(ServiceGroup.name)).all()
-    form.service_group_id.choices = [("", _("Any group"))] + [(str(i), n) for i, n in groups]
+    form.service_group_id.choices = choices([("", _("Any group"))] + [(str(i), n) for i, n in groups])
 
 
 @bp.route("/catalogue/discounts/new", methods=["GET", "POST"])

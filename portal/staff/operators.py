@@ -19,6 +19,7 @@ from portal.domain import operators as rules
 from portal.extensions import db
 from portal.mail import send_email
 from portal.models import RIGHTS, Location, Operator, Role
+from portal.selfcare.forms import choices
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import operator_required, requires
@@ -60,7 +61,8 @@ class NewOperatorForm(OperatorForm):
 
 class RoleForm(FlaskForm):
     name = StringField(_l("Name"), validators=[InputRequired(), Length(max=100)])
-    rights = MultiCheckboxField(_l("Rights"), choices=[(code, f"{code} — {text}") for code, text in RIGHTS.items()],
+    rights = MultiCheckboxField(_l("Rights"),
+                                choices=choices([(code, f"{code} — {text}") for code, text in RIGHTS.items()]),
                                 validate_choice=False)
 
 
@@ -81,9 +83,9 @@ class ProofForm(FlaskForm):
 
 
 def _access_choices(form: OperatorForm) -> None:
-    form.role_ids.choices = [(r.id, r.name) for r in db.session.scalars(select(Role).order_by(Role.name))]
-    form.location_ids.choices = [(loc.id, f"{loc.code} — {loc.name}")
-                                 for loc in db.session.scalars(select(Location).order_by(Location.code))]
+    form.role_ids.choices = choices([(r.id, r.name) for r in db.session.scalars(select(Role).order_by(Role.name))])
+    form.location_ids.choices = choices([(loc.id, f"{loc.code} — {loc.name}")
+                                         for loc in db.session.scalars(select(Location).order_by(Location.code))])
 
 
 # ------------------------------------------------------------------------------ operators
