@@ -260,6 +260,16 @@ def _definition_page(definition: ServiceDefinition | None, form: DefinitionForm,
     return render("staff/catalogue/definition.html", block=block, status=status, **ctx)
 
 
+def _edit_form(definition: ServiceDefinition) -> DefinitionForm:
+    """The edit form filled from the definition (not from the request)."""
+    form = DefinitionForm(obj=definition, formdata=None)
+    form.vat_rate.data = f"{definition.vat_rate:.2f}"
+    form.period.data = definition.period.value
+    form.target_ids.data = [t.id for t in definition.allowed_targets]
+    _definition_choices(form, definition)
+    return form
+
+
 @bp.route("/catalogue/services/new", methods=["GET", "POST"])
 @requires(RIGHT)
 def catalogue_definition_new():
@@ -286,11 +296,7 @@ def catalogue_definition_new():
 def catalogue_definition(definition_id: int):
     definition = db.get_or_404(ServiceDefinition, definition_id)
     if request.method == "GET":
-        form = DefinitionForm(obj=definition)
-        form.vat_rate.data = f"{definition.vat_rate:.2f}"
-        form.period.data = definition.period.value
-        form.target_ids.data = [t.id for t in definition.allowed_targets]
-        _definition_choices(form, definition)
+        form = _edit_form(definition)
         price_form = PriceChangeForm(formdata=None)
         price_form.effective_from.data = rules.earliest_price_change(db.session, definition, _today())
         return _definition_page(definition, form, price_form)
@@ -328,10 +334,7 @@ def catalogue_price_change(definition_id: int):
             db.session.commit()
             flash(_("The new price applies from %(day)s.", day=change.effective_from.isoformat()), "success")
             return redirect(url_for("staff.catalogue_definition", definition_id=definition.id, _anchor="prices"))
-    edit = DefinitionForm(obj=definition, formdata=None)
-    edit.target_ids.data = [t.id for t in definition.allowed_targets]
-    _definition_choices(edit, definition)
-    return _definition_page(definition, edit, form, status=422, block="price_form_block")
+    return _definition_page(definition, _edit_form(definition), form, status=422, block="price_form_block")
 
 
 @bp.post("/catalogue/services/<int:definition_id>/price/<int:change_id>/cancel")
