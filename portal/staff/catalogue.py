@@ -36,7 +36,7 @@ from portal.models import (
 from portal.selfcare.forms import choices
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, scoped_customer_or_404, wants_csv
-from portal.staff.operators import MultiCheckboxField, field_error
+from portal.staff.operators import MultiCheckboxField, done, field_error
 from portal.web.access import in_operator_locations, requires
 from portal.web.htmx import render
 from portal.web.pagination import page_number, paginate
@@ -203,7 +203,7 @@ def _save_group(group: ServiceGroup | None):
         else:
             db.session.commit()
             flash(_("Group “%(name)s” saved.", name=saved.name), "success")
-            return redirect(url_for("staff.catalogue", _anchor="groups"))
+            return done(url_for("staff.catalogue", _anchor="groups"))
     return _group_page(form, group, status=422)
 
 
@@ -287,7 +287,7 @@ def catalogue_definition_new():
         else:
             db.session.commit()
             flash(_("Service “%(code)s” created.", code=definition.code), "success")
-            return redirect(url_for("staff.catalogue_definition", definition_id=definition.id))
+            return done(url_for("staff.catalogue_definition", definition_id=definition.id))
     return _definition_page(None, form, None, status=422, block="definition_form")
 
 
@@ -312,7 +312,7 @@ def catalogue_definition(definition_id: int):
         else:
             db.session.commit()
             flash(_("Saved.") if changes else _("Nothing changed."), "success")
-            return redirect(url_for("staff.catalogue_definition", definition_id=definition.id))
+            return done(url_for("staff.catalogue_definition", definition_id=definition.id))
     return _definition_page(definition, form, PriceChangeForm(formdata=None), status=422, block="definition_form")
 
 
@@ -333,7 +333,7 @@ def catalogue_price_change(definition_id: int):
         else:
             db.session.commit()
             flash(_("The new price applies from %(day)s.", day=change.effective_from.isoformat()), "success")
-            return redirect(url_for("staff.catalogue_definition", definition_id=definition.id, _anchor="prices"))
+            return done(url_for("staff.catalogue_definition", definition_id=definition.id, _anchor="prices"))
     return _definition_page(definition, _edit_form(definition), form, status=422, block="price_form_block")
 
 
@@ -350,7 +350,7 @@ def catalogue_price_cancel(definition_id: int, change_id: int):
     except DomainError as exc:
         db.session.rollback()
         flash(str(exc), "error")
-        return redirect(url_for("staff.catalogue_definition", definition_id=definition_id, _anchor="prices")), 303
+        return redirect(url_for("staff.catalogue_definition", definition_id=definition_id, _anchor="prices"))
     db.session.commit()
     flash(_("The price change was withdrawn."), "success")
     return redirect(url_for("staff.catalogue_definition", definition_id=definition_id, _anchor="prices"))
@@ -383,7 +383,7 @@ def _save_plan(plan: BillingPlan | None):
         else:
             db.session.commit()
             flash(_("Billing plan “%(name)s” saved.", name=saved.name), "success")
-            return redirect(url_for("staff.catalogue", _anchor="plans"))
+            return done(url_for("staff.catalogue", _anchor="plans"))
     return render("staff/catalogue/plan.html", block="plan_form", status=422, form=form, plan=plan)
 
 
@@ -476,7 +476,7 @@ def catalogue_discount_new():
             else:
                 db.session.commit()
                 flash(_("Discount “%(name)s” created.", name=discount.name), "success")
-                return redirect(url_for("staff.catalogue_discount", discount_id=discount.id))
+                return done(url_for("staff.catalogue_discount", discount_id=discount.id))
     return render("staff/catalogue/discount.html", block="discount_form", status=422, form=form, discount=None)
 
 
@@ -506,6 +506,6 @@ def catalogue_discount(discount_id: int):
         else:
             db.session.commit()
             flash(_("Saved.") if changes else _("Nothing changed."), "success")
-            return redirect(url_for("staff.catalogue_discount", discount_id=discount.id))
+            return done(url_for("staff.catalogue_discount", discount_id=discount.id))
     return render("staff/catalogue/discount.html", block="discount_form", status=422, form=form, discount=discount,
                   customer=customer)

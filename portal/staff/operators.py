@@ -23,7 +23,7 @@ from portal.selfcare.forms import choices
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import operator_required, requires
-from portal.web.htmx import render
+from portal.web.htmx import is_htmx, render
 
 RIGHT = "operators.admin"
 
@@ -42,6 +42,14 @@ def field_error(form, exc: DomainError) -> None:
         target.errors = [*target.errors, str(exc)]
     else:
         form.form_errors.append(str(exc))
+
+
+def done(url: str):
+    """After a saved form: a redirect, or for an htmx-submitted form an HX-Redirect (htmx
+    would otherwise swap the next page into the form)."""
+    if is_htmx():
+        return "", 204, {"HX-Redirect": url}
+    return redirect(url)
 
 
 # ---------------------------------------------------------------------------------- forms
@@ -129,7 +137,7 @@ def operator_new():
                 db.session.commit()
                 flash(_("Operator %(email)s created.", email=op.email)
                       + (" " + _("They have been e-mailed a link to choose a password.") if token else ""), "success")
-                return redirect(url_for("staff.operator_detail", operator_id=op.id))
+                return done(url_for("staff.operator_detail", operator_id=op.id))
         return render("staff/operators/new.html", block="operator_form", status=422, form=form)
     return render("staff/operators/new.html", form=form)
 
@@ -165,7 +173,7 @@ def operator_detail(operator_id: int):
         else:
             db.session.commit()
             flash(_("Saved.") if changes else _("Nothing changed."), "success")
-            return redirect(url_for("staff.operator_detail", operator_id=op.id))
+            return done(url_for("staff.operator_detail", operator_id=op.id))
     return _operator_page(op, form, status=422, block="operator_form")
 
 
@@ -242,7 +250,7 @@ def _save_role(role: Role | None):
         else:
             db.session.commit()
             flash(_("Role “%(name)s” saved.", name=saved.name), "success")
-            return redirect(url_for("staff.operator_roles"))
+            return done(url_for("staff.operator_roles"))
     return _role_page(form, role, status=422, block="role_form")
 
 

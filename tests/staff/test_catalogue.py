@@ -278,3 +278,18 @@ def test_discount_list_query_count_does_not_grow(cat_client, db, count_queries):
     with count_queries() as many:
         assert cat_client.get("/staff/catalogue/discounts").status_code == 200
     assert many.count == few.count
+
+
+def test_htmx_forms_answer_with_the_form_or_a_redirect_header(cat_client, db):
+    d = ServiceDefinitionFactory()
+    db.commit()
+    url = f"/staff/catalogue/services/{d.id}/price"
+    resp = cat_client.htmx("POST", url, data={"new_price": "abc", "effective_from": "2099-01-01"})
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 422 and html.lstrip().startswith("<form") and "Enter a number" in html
+    resp = cat_client.htmx("POST", url, data={"new_price": "700", "effective_from": "2099-01-01"})
+    assert resp.status_code == 204
+    assert resp.headers["HX-Redirect"] == f"/staff/catalogue/services/{d.id}#prices"
+    assert db.scalar(select(func.count()).select_from(PriceChange)) == 1
+    resp = cat_client.htmx("POST", "/staff/catalogue/groups/new", data={"name": "", "kind": "tv"})
+    assert resp.status_code == 422 and resp.get_data(as_text=True).lstrip().startswith("<form")
