@@ -152,6 +152,35 @@ def _locations(session: Session, location_ids: Iterable[int]) -> list[Location]:
     return locations
 
 
+def _check_location_grant(session: Session, actor: Actor, target: Operator | None,
+                          locations: list[Location]) -> None:
+    """An administrator limited to some locations manages only operators limited to those
+    locations: they can neither give more (no locations at all means every location) nor
+    edit an operator who reaches further than they do."""
+    mine = _actor_locations(session, actor)
+    if mine is None:
+        return
+    if not locations or not {loc.id for loc in locations} <= mine:
+        raise OperatorError(_("Choose only among your own locations."), field="location_ids")
+    _check_reach(session, actor, target, field="location_ids")
+
+
+def _actor_locations(session: Session, actor: Actor) -> frozenset[int] | None:
+    if actor.type != ActorType.OPERATOR:
+        return None
+    me = session.get(Operator, actor.id)
+    return me.location_ids if me is not None else None
+
+
+def _check_reach(session: Session, actor: Actor, target: Operator | None, field: str | None = None) -> None:
+    """A location-limited administrator acts only on operators within their locations."""
+    mine = _actor_locations(session, actor)
+    if mine is None or target is None:
+        return
+    if target.location_ids is None or not target.location_ids <= mine:
+        raise OperatorError(_("This operator works in locations you do not manage."), field=field)
+
+
 def _snapshot(op: Operator) -> dict:
     return {
         "name": op.name,
@@ -186,6 +215,7 @@ def add_operator(session: Session, actor: Actor, *, email: str, name: str, passw
         raise OperatorError(_("Enter an e-mail address."), field="email")
     roles = _roles(session, role_ids)
     locations = _locations(session, location_ids)
+    _check_location_grant(session, actor, None, locations)
     token = None
     op = create_operator(session, email, name, password or secrets.token_urlsafe(32), roles, actor)
     op.locations = locations
@@ -208,6 +238,7 @@ def update_operator(session: Session, actor: Actor, op: Operator, *, name: str, 
         raise OperatorError(_("Use at most %(n)d characters.", n=200), field="name")
     roles = _roles(session, role_ids)
     locations = _locations(session, location_ids)
+    _check_location_grant(session, actor, op, locations)
     _check_admins(session, actor, operator=op, role_ids=[r.id for r in roles], field="role_ids")
     before = _snapshot(op)
     op.name, op.roles, op.locations = name, roles, locations
@@ -225,6 +256,7 @@ def deactivate_operator(session: Session, actor: Actor, op: Operator) -> int:
         raise OperatorError(_("This operator is already inactive."))
     if actor.type == ActorType.OPERATOR and actor.id == op.id:
         raise OperatorError(_("You cannot deactivate yourself."))
+    _check_reach(session, actor, op)
     _check_admins(session, actor, operator=op, active=False)
     op.active = False
     ended = end_all_sessions(op)
@@ -236,6 +268,7 @@ def deactivate_operator(session: Session, actor: Actor, op: Operator) -> int:
 def reactivate_operator(session: Session, actor: Actor, op: Operator) -> None:
     if op.active:
         raise OperatorError(_("This operator is already active."))
+    _check_reach(session, actor, op)
     before = _snapshot(op)
     op.active = True
     op.failed_logins = 0
@@ -250,6 +283,7 @@ def reset_operator_totp(session: Session, actor: Actor, op: Operator) -> None:
     enrol again)."""
     if op.totp_secret is None and op.totp_enabled_at is None and not op.recovery_code_hashes:
         raise OperatorError(_("This operator has no two-factor authentication to reset."))
+    _check_reach(session, actor, op)
     was_on = op.totp_enabled_at is not None
     op.totp_secret = None
     op.totp_enabled_at = None

@@ -156,3 +156,32 @@ def test_totp_required_and_exempt(db):
     rules.disable_totp(db, op, "Correct-horse-1", _actor(op), off)
     assert op.totp_enabled_at is None
     assert db.scalars(select(Operator)).all()
+
+
+def test_a_location_limited_admin_manages_only_their_locations(db):
+    a, b = LocationFactory(), LocationFactory()
+    OperatorFactory(admin=True)  # an unlimited admin exists
+    limited = OperatorFactory(admin=True)
+    limited.locations = [a]
+    db.flush()
+    with pytest.raises(rules.OperatorError) as err:
+        rules.add_operator(db, _actor(limited), email="x@example.com", name="X", password="Long-enough-1",
+                           role_ids=[], location_ids=[], link_max_age=AGE)
+    assert err.value.field == "location_ids"
+    with pytest.raises(rules.OperatorError):
+        rules.add_operator(db, _actor(limited), email="x@example.com", name="X", password="Long-enough-1",
+                           role_ids=[], location_ids=[a.id, b.id], link_max_age=AGE)
+    op, _ = rules.add_operator(db, _actor(limited), email="x@example.com", name="X", password="Long-enough-1",
+                               role_ids=[], location_ids=[a.id], link_max_age=AGE)
+    assert op.location_ids == {a.id}
+    elsewhere = OperatorFactory()
+    elsewhere.locations = [b]
+    db.flush()
+    with pytest.raises(rules.OperatorError):
+        rules.update_operator(db, _actor(limited), elsewhere, name="Y", role_ids=[], location_ids=[a.id])
+    with pytest.raises(rules.OperatorError):
+        rules.deactivate_operator(db, _actor(limited), elsewhere)
+    rules.update_operator(db, _actor(limited), op, name="X2", role_ids=[], location_ids=[a.id])
+    assert op.name == "X2"
+    rules.deactivate_operator(db, _actor(limited), op)
+    assert not op.active
