@@ -5,7 +5,10 @@ The lock-out rule (`_check_admins`): after any change to operators or roles ther
 least one active operator holding `operators.admin`, and the acting operator keeps their own
 `operators.admin` and stays active — an administrator can hand the keys over, but cannot
 drop them on the floor. The rule is computed on the state the change would leave, before
-anything is written."""
+anything is written.
+
+An administrator limited to some locations manages only operators within those locations
+(`_check_location_grant`, `_check_reach`)."""
 from __future__ import annotations
 
 import re

@@ -5,9 +5,10 @@ customers and those that concern no customer."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
-from flask import abort, request, stream_with_context
+from flask import abort, current_app, request, stream_with_context, url_for
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from sqlalchemy import or_, select
@@ -84,11 +85,14 @@ def _filtered(form: AuditFilterForm, location_ids):
         ids = select(Customer.id).where(Customer.customer_number == number)
         stmt = stmt.where(AuditEntry.customer_id.in_(ids))
         used["customer"] = number
+    # Days as the staff read them: midnight to midnight in the portal's time zone.
+    zone = ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])
     if form.date_from.data:
-        stmt = stmt.where(AuditEntry.at >= datetime.combine(form.date_from.data, time.min, tzinfo=UTC))
+        stmt = stmt.where(AuditEntry.at >= datetime.combine(form.date_from.data, time.min, tzinfo=zone))
         used["date_from"] = form.date_from.data.isoformat()
     if form.date_to.data:
-        stmt = stmt.where(AuditEntry.at < datetime.combine(form.date_to.data + timedelta(days=1), time.min, tzinfo=UTC))
+        end = datetime.combine(form.date_to.data + timedelta(days=1), time.min, tzinfo=zone)
+        stmt = stmt.where(AuditEntry.at < end)
         used["date_to"] = form.date_to.data.isoformat()
     return stmt.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()), used
 
@@ -143,6 +147,26 @@ def _pairs(changes) -> tuple[list[tuple[str, object, object]], dict]:
     return rows, details
 
 
+# The page that shows a record of each type, and the name of its id argument.
+RECORD_PAGES = {
+    "service_definition": ("staff.catalogue_definition", "definition_id"),
+    "service_group": ("staff.catalogue_group", "group_id"),
+    "billing_plan": ("staff.catalogue_plan", "plan_id"),
+    "discount": ("staff.catalogue_discount", "discount_id"),
+    "operator": ("staff.operator_detail", "operator_id"),
+    "role": ("staff.operator_role", "role_id"),
+    "customer": ("staff.customer_detail", "customer_id"),
+}
+
+
+def record_url(entity_type: str, entity_id: int | None) -> str | None:
+    """A link to the record an entry is about, when a staff page shows it."""
+    page = RECORD_PAGES.get(entity_type)
+    if page is None or entity_id is None or page[0] not in current_app.view_functions:
+        return None
+    return url_for(page[0], **{page[1]: entity_id})
+
+
 @bp.get("/audit/<int:entry_id>")
 @requires(RIGHT)
 def audit_entry(entry_id: int):
@@ -154,4 +178,4 @@ def audit_entry(entry_id: int):
     customer = db.session.get(Customer, entry.customer_id) if entry.customer_id else None
     rows, details = _pairs(entry.changes)
     return render("staff/audit/entry.html", entry=entry, rows=rows, details=details, customer=customer,
-                  today=date.today())
+                  today=date.today(), record_url=record_url(entry.entity_type, entry.entity_id))

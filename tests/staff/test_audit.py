@@ -104,6 +104,18 @@ def test_entry_detail_shows_before_after_table(audit_client, db):
     assert "21.00" in html and "12.00" in html and "NET1" in html and "free text" in html
     assert cust.customer_number in html
     assert audit_client.get("/staff/audit/999999").status_code == 404
+    op = OperatorFactory()
+    about_operator = _entry(db, "operator.updated", entity_type="operator", entity_id=op.id)
+    db.commit()
+    assert f'href="/staff/operators/{op.id}"' in audit_client.get(f"/staff/audit/{about_operator.id}").get_data(as_text=True)
+
+
+def test_date_filter_uses_the_portal_time_zone(audit_client, db):
+    # 23:30 UTC on 10 March is already 11 March in Prague.
+    _entry(db, "late.evening", at=datetime(2026, 3, 10, 23, 30, tzinfo=UTC))
+    db.commit()
+    assert "late.evening" in audit_client.get("/staff/audit?date_from=2026-03-11&date_to=2026-03-11").get_data(as_text=True)
+    assert "late.evening" not in audit_client.get("/staff/audit?date_to=2026-03-10").get_data(as_text=True)
 
 
 def test_csv_export_of_the_filtered_list(audit_client, db):
