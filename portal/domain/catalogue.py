@@ -67,6 +67,18 @@ class CatalogueError(DomainError):
     """A catalogue rule refused the change."""
 
 
+MAX_ID = 2**31 - 1  # ids are 32-bit integers; a larger number names no row (and SQLite would overflow)
+
+
+def _get(session: Session, model, ident):
+    """The row with this id, or None for no row — also for ids no row can have."""
+    try:
+        ident = int(ident)
+    except (TypeError, ValueError):
+        return None
+    return session.get(model, ident) if 0 < ident <= MAX_ID else None
+
+
 def _text(value, field: str, max_len: int, required: bool = True) -> str:
     text = (value or "").strip()
     if required and not text:
@@ -209,7 +221,7 @@ def definition_in_use(session: Session, definition: ServiceDefinition) -> bool:
 
 
 def _definition_values(session: Session, data: DefinitionInput, definition: ServiceDefinition | None) -> dict:
-    group = session.get(ServiceGroup, data.group_id) if data.group_id else None
+    group = _get(session, ServiceGroup, data.group_id) if data.group_id else None
     if group is None:
         raise CatalogueError(_("Choose a group."), field="group_id")
     code = _text(data.code, "code", 40).upper()
@@ -219,7 +231,7 @@ def _definition_values(session: Session, data: DefinitionInput, definition: Serv
     if clash is not None and (definition is None or clash != definition.id):
         raise CatalogueError(_("A service with this code already exists."), field="code")
     tracker_id = data.usage_tracker_id or None
-    if tracker_id is not None and session.get(UsageTracker, tracker_id) is None:
+    if tracker_id is not None and _get(session, UsageTracker, tracker_id) is None:
         raise CatalogueError(_("Choose one of the options."), field="usage_tracker_id")
     valid_from, valid_to = _validity(data.valid_from, data.valid_to)
     values = {
@@ -246,6 +258,8 @@ def _definition_values(session: Session, data: DefinitionInput, definition: Serv
 
 def _targets(session: Session, definition: ServiceDefinition | None, target_ids: Iterable[int]) -> list[ServiceDefinition]:
     ids = sorted({int(i) for i in target_ids})
+    if any(not 0 < i <= MAX_ID for i in ids):
+        raise CatalogueError(_("Choose one of the options."), field="target_ids")
     if definition is not None and definition.id in ids:
         raise CatalogueError(_("A service cannot be a plan-change target of itself."), field="target_ids")
     targets = list(session.scalars(select(ServiceDefinition).where(ServiceDefinition.id.in_(ids)))) if ids else []
@@ -476,11 +490,11 @@ def create_discount(session: Session, actor: Actor, data: DiscountInput, custome
         raise CatalogueError(_("A percentage is at most 100."), field="value")
     service_id = data.customer_service_id or None
     if service_id is not None:
-        service = session.get(CustomerService, service_id)
+        service = _get(session, CustomerService, service_id)
         if service is None or service.customer_id != customer.id:
             raise CatalogueError(_("Choose one of the customer's services."), field="customer_service_id")
     group_id = data.service_group_id or None
-    if group_id is not None and session.get(ServiceGroup, group_id) is None:
+    if group_id is not None and _get(session, ServiceGroup, group_id) is None:
         raise CatalogueError(_("Choose one of the options."), field="service_group_id")
     valid_from, valid_to = _validity(data.valid_from, data.valid_to)
     last = discount_last_charged_day(session, customer.id, service_id)

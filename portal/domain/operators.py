@@ -141,6 +141,8 @@ def delete_role(session: Session, actor: Actor, role: Role) -> None:
 
 def _roles(session: Session, role_ids: Iterable[int]) -> list[Role]:
     ids = sorted({int(i) for i in role_ids})
+    if any(not 0 < i <= 2**31 - 1 for i in ids):
+        raise OperatorError(_("Choose one of the options."), field="role_ids")
     roles = list(session.scalars(select(Role).where(Role.id.in_(ids)))) if ids else []
     if len(roles) != len(ids):
         raise OperatorError(_("Choose one of the options."), field="role_ids")
@@ -149,6 +151,8 @@ def _roles(session: Session, role_ids: Iterable[int]) -> list[Role]:
 
 def _locations(session: Session, location_ids: Iterable[int]) -> list[Location]:
     ids = sorted({int(i) for i in location_ids})
+    if any(not 0 < i <= 2**31 - 1 for i in ids):
+        raise OperatorError(_("Choose one of the options."), field="location_ids")
     locations = list(session.scalars(select(Location).where(Location.id.in_(ids)))) if ids else []
     if len(locations) != len(ids):
         raise OperatorError(_("Choose one of the options."), field="location_ids")

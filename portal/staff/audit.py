@@ -172,6 +172,8 @@ def record_url(entity_type: str, entity_id: int | None) -> str | None:
 def audit_entry(entry_id: int):
     from flask_login import current_user
 
+    if not 0 < entry_id <= MAX_ID:
+        abort(404)
     entry = db.session.scalar(_scoped(select(AuditEntry).where(AuditEntry.id == entry_id), current_user.location_ids))
     if entry is None:
         abort(404)

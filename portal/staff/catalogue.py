@@ -13,7 +13,7 @@ from flask_wtf import FlaskForm
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import aliased, selectinload
 from wtforms import BooleanField, DateField, IntegerField, SelectField, StringField, TextAreaField
-from wtforms.validators import InputRequired, Length, Optional
+from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from portal.domain import DomainError
 from portal.domain import catalogue as rules
@@ -36,7 +36,7 @@ from portal.models import (
 from portal.selfcare.forms import choices
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, scoped_customer_or_404, wants_csv
-from portal.staff.operators import MultiCheckboxField, done, field_error
+from portal.staff.operators import MultiCheckboxField, done, field_error, get_or_404
 from portal.web.access import in_operator_locations, requires
 from portal.web.htmx import render
 from portal.web.pagination import page_number, paginate
@@ -118,7 +118,7 @@ class PlanForm(FlaskForm):
 
 class DiscountForm(FlaskForm):
     customer_number = StringField(_l("Customer number"), validators=[InputRequired(), Length(max=40)])
-    customer_service_id = IntegerField(_l("Service id"), validators=[Optional()],
+    customer_service_id = IntegerField(_l("Service id"), validators=[Optional(), NumberRange(min=1, max=2**31 - 1)],
                                        description=_l("Empty: every service of the customer."))
     service_group_id = SelectField(_l("Only services of the group"), coerce=_int_or_none, validate_choice=False)
     name = StringField(_l("Name"), validators=[InputRequired(), Length(max=200)])
@@ -216,7 +216,7 @@ def catalogue_group_new():
 @bp.route("/catalogue/groups/<int:group_id>", methods=["GET", "POST"])
 @requires(RIGHT)
 def catalogue_group(group_id: int):
-    return _save_group(db.get_or_404(ServiceGroup, group_id))
+    return _save_group(get_or_404(ServiceGroup, group_id))
 
 
 # --------------------------------------------------------------------------- definitions
@@ -294,7 +294,7 @@ def catalogue_definition_new():
 @bp.route("/catalogue/services/<int:definition_id>", methods=["GET", "POST"])
 @requires(RIGHT)
 def catalogue_definition(definition_id: int):
-    definition = db.get_or_404(ServiceDefinition, definition_id)
+    definition = get_or_404(ServiceDefinition, definition_id)
     if request.method == "GET":
         form = _edit_form(definition)
         price_form = PriceChangeForm(formdata=None)
@@ -319,7 +319,7 @@ def catalogue_definition(definition_id: int):
 @bp.post("/catalogue/services/<int:definition_id>/price")
 @requires(RIGHT)
 def catalogue_price_change(definition_id: int):
-    definition = db.get_or_404(ServiceDefinition, definition_id)
+    definition = get_or_404(ServiceDefinition, definition_id)
     form = PriceChangeForm()
     if form.validate():
         try:
@@ -340,8 +340,8 @@ def catalogue_price_change(definition_id: int):
 @bp.post("/catalogue/services/<int:definition_id>/price/<int:change_id>/cancel")
 @requires(RIGHT)
 def catalogue_price_cancel(definition_id: int, change_id: int):
-    change = db.session.get(PriceChange, change_id)
-    if change is None or change.definition_id != definition_id:
+    change = get_or_404(PriceChange, change_id)
+    if change.definition_id != definition_id:
         abort(404)
     if not EmptyForm().validate():
         abort(400)
@@ -396,7 +396,7 @@ def catalogue_plan_new():
 @bp.route("/catalogue/plans/<int:plan_id>", methods=["GET", "POST"])
 @requires(RIGHT)
 def catalogue_plan(plan_id: int):
-    return _save_plan(db.get_or_404(BillingPlan, plan_id))
+    return _save_plan(get_or_404(BillingPlan, plan_id))
 
 
 # ------------------------------------------------------------------------------ discounts
@@ -481,6 +481,8 @@ def catalogue_discount_new():
 
 
 def _scoped_discount_or_404(discount_id: int) -> tuple[Discount, Customer]:
+    if not 0 < discount_id <= 2**31 - 1:
+        abort(404)
     row = db.session.execute(_discounts_query({}).where(Discount.id == discount_id)).first()
     if row is None:
         abort(404)

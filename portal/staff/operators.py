@@ -44,6 +44,13 @@ def field_error(form, exc: DomainError) -> None:
         form.form_errors.append(str(exc))
 
 
+def get_or_404(model, ident: int):
+    """db.get_or_404 for ids from the URL: a number no row can have is a 404 too."""
+    if not 0 < ident <= 2**31 - 1:
+        abort(404)
+    return db.get_or_404(model, ident)
+
+
 def done(url: str):
     """After a saved form: a redirect, or for an htmx-submitted form an HX-Redirect (htmx
     would otherwise swap the next page into the form)."""
@@ -153,7 +160,7 @@ def _operator_page(op: Operator, form: OperatorForm, status: int = 200, block: s
 @bp.route("/operators/<int:operator_id>", methods=["GET", "POST"])
 @requires(RIGHT)
 def operator_detail(operator_id: int):
-    op = db.get_or_404(Operator, operator_id)
+    op = get_or_404(Operator, operator_id)
     if request.method == "GET":
         form = OperatorForm(obj=op)
         form.role_ids.data = [r.id for r in op.roles]
@@ -178,7 +185,7 @@ def operator_detail(operator_id: int):
 
 
 def _operator_action(operator_id: int, apply, message: str):
-    op = db.get_or_404(Operator, operator_id)
+    op = get_or_404(Operator, operator_id)
     if not EmptyForm().validate():
         abort(400)
     try:
@@ -263,13 +270,13 @@ def operator_role_new():
 @bp.route("/operators/roles/<int:role_id>", methods=["GET", "POST"])
 @requires(RIGHT)
 def operator_role(role_id: int):
-    return _save_role(db.get_or_404(Role, role_id))
+    return _save_role(get_or_404(Role, role_id))
 
 
 @bp.post("/operators/roles/<int:role_id>/delete")
 @requires(RIGHT)
 def operator_role_delete(role_id: int):
-    role = db.get_or_404(Role, role_id)
+    role = get_or_404(Role, role_id)
     if not EmptyForm().validate():
         abort(400)
     name = role.name

@@ -293,3 +293,26 @@ def test_htmx_forms_answer_with_the_form_or_a_redirect_header(cat_client, db):
     assert db.scalar(select(func.count()).select_from(PriceChange)) == 1
     resp = cat_client.htmx("POST", "/staff/catalogue/groups/new", data={"name": "", "kind": "tv"})
     assert resp.status_code == 422 and resp.get_data(as_text=True).lstrip().startswith("<form")
+
+
+def test_ids_no_row_can_have_are_404_or_422_never_500(operator_client, db):
+    big = "9" * 25
+    client = operator_client(rights=("catalogue.write", "operators.admin", "audit.read"))
+    for url in (f"/staff/catalogue/services/{big}", f"/staff/catalogue/groups/{big}", f"/staff/catalogue/plans/{big}",
+                f"/staff/catalogue/discounts/{big}", f"/staff/operators/{big}", f"/staff/operators/roles/{big}",
+                f"/staff/audit/{big}"):
+        assert client.get(url).status_code == 404, url
+    group = ServiceGroupFactory()
+    db.commit()
+    resp = client.post("/staff/catalogue/services/new",
+                       data=_definition_form(group, group_id=big, target_ids=[big], commitment_months=big))
+    assert resp.status_code == 422
+    resp = client.post("/staff/catalogue/services/new", data=_definition_form(group, target_ids=[big]))
+    assert resp.status_code == 422
+    resp = client.post("/staff/catalogue/discounts/new",
+                       data={"customer_number": "x", "customer_service_id": big, "name": "n", "kind": "percent",
+                             "value": "1", "valid_from": "2030-01-01", "min_commitment_months": "0"})
+    assert resp.status_code == 422
+    resp = client.post("/staff/operators/new", data={"name": "n", "email": "a@example.com", "role_ids": [big]})
+    assert resp.status_code == 422
+    assert client.get(f"/staff/audit?entity_id={big}").status_code == 422
