@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from portal.domain import DomainError
 from portal.domain.actors import Actor
 from portal.domain.audit import diff, record, snapshot
+from portal.domain.lifecycle import next_period_start, period_bounds
 from portal.models import (
     BillingPlan,
     Charge,
@@ -333,23 +334,32 @@ def last_charged_day(session: Session, definition: ServiceDefinition) -> date | 
     )
 
 
+def starts_a_period(definition: ServiceDefinition, day: date) -> bool:
+    """`day` is the first day of one of the definition's billing periods (a month, a
+    calendar quarter or year; one-off services are charged per month)."""
+    return period_bounds(definition.period, day)[0] == day
+
+
 def earliest_price_change(session: Session, definition: ServiceDefinition, today: date) -> date:
-    """The first day a new price may take effect: the later of today and the day after the
-    last period already charged for any service of this definition.
+    """The first day a new price may take effect: the first start of a billing period that
+    is not before today and comes after the last period already charged for any service of
+    this definition.
 
     Why: a charge's price is fixed when its period is charged (and issued invoices never
     change), while other rules (blocked-day credits, prorated plan changes) read the price
-    on a day inside a period. A change effective on or before the end of a charged period
-    would make those disagree with the invoice; a change dated before today would be
-    retroactive. So it must start after every charged period, and not in the past."""
+    on a day inside a period. A change effective on or before the end of a charged period,
+    or in the middle of a period, would make those disagree with the invoice; a change
+    dated before today would be retroactive. So a price changes at the start of a period,
+    after every charged period, and not in the past."""
     last = last_charged_day(session, definition)
-    return max(today, last + timedelta(days=1)) if last is not None else today
+    day = max(today, last + timedelta(days=1)) if last is not None else today
+    return day if starts_a_period(definition, day) else next_period_start(definition.period, day)
 
 
 def schedule_price_change(session: Session, actor: Actor, definition: ServiceDefinition, *, new_price,
                           effective_from: date | None, note: str = "", today: date) -> PriceChange:
-    """A new price from `effective_from` on (see `earliest_price_change` for the allowed
-    dates). A change already waiting for the same day is replaced."""
+    """A new price from `effective_from` on: the first day of a billing period, no earlier
+    than `earliest_price_change`. A change already waiting for the same day is replaced."""
     price = _price(new_price, "new_price")
     effective_from = _date(effective_from, "effective_from")
     earliest = earliest_price_change(session, definition, today)
@@ -357,6 +367,12 @@ def schedule_price_change(session: Session, actor: Actor, definition: ServiceDef
         raise CatalogueError(
             _("A new price can take effect on %(day)s at the earliest: periods before it are already "
               "charged or in the past.", day=earliest.isoformat()),
+            field="effective_from",
+        )
+    if not starts_a_period(definition, effective_from):
+        raise CatalogueError(
+            _("A price changes on the first day of a billing period, e.g. %(day)s.",
+              day=next_period_start(definition.period, effective_from).isoformat()),
             field="effective_from",
         )
     note = _text(note, "note", 200, required=False)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from portal.domain import catalogue as rules
 from portal.domain.actors import Actor
 from portal.domain.billing import effective_price, run_billing
-from portal.models import AuditEntry, Invoice, PriceChange, ServiceGroupKind
+from portal.models import AuditEntry, Invoice, Period, PriceChange, ServiceGroupKind
 from tests.domain.billing_fixtures import World
 from tests.factories import ServiceDefinitionFactory, ServiceGroupFactory
 
@@ -115,12 +115,13 @@ def test_price_change_dates_follow_what_is_charged(db):
     world = World()
     svc = world.service(billing_from=date(2026, 1, 1))
     d = svc.definition
-    assert rules.earliest_price_change(db, d, date(2026, 1, 15)) == date(2026, 1, 15)
+    assert rules.earliest_price_change(db, d, date(2026, 1, 1)) == date(2026, 1, 1)
+    assert rules.earliest_price_change(db, d, date(2026, 1, 15)) == date(2026, 2, 1)
     run_billing(db, "2026-01", actor=ACTOR, issue_date=date(2026, 1, 1))
     assert rules.last_charged_day(db, d) == date(2026, 1, 31)
-    assert rules.earliest_price_change(db, d, date(2026, 1, 15)) == date(2026, 2, 1)
-    assert rules.earliest_price_change(db, d, date(2026, 3, 3)) == date(2026, 3, 3)
-    for day in (date(2026, 1, 20), date(2026, 1, 31), date(2026, 1, 1)):
+    assert rules.earliest_price_change(db, d, date(2025, 12, 1)) == date(2026, 2, 1)
+    assert rules.earliest_price_change(db, d, date(2026, 3, 3)) == date(2026, 4, 1)
+    for day in (date(2026, 1, 20), date(2026, 1, 31), date(2026, 1, 1), date(2026, 2, 15)):
         with pytest.raises(rules.CatalogueError) as err:
             rules.schedule_price_change(db, ACTOR, d, new_price="700", effective_from=day, today=date(2026, 1, 15))
         assert err.value.field == "effective_from"
@@ -157,6 +158,18 @@ def test_price_change_applies_to_later_periods_not_to_issued_invoices(db):
     # Charged now: the change can no longer be withdrawn.
     with pytest.raises(rules.CatalogueError):
         rules.cancel_price_change(db, ACTOR, change, today=date(2026, 2, 2))
+
+
+def test_a_quarterly_price_changes_at_a_quarter_start(db):
+    world = World()
+    d = world.definition(period=Period.QUARTERLY)
+    assert rules.earliest_price_change(db, d, date(2026, 2, 10)) == date(2026, 4, 1)
+    with pytest.raises(rules.CatalogueError) as err:
+        rules.schedule_price_change(db, ACTOR, d, new_price="900", effective_from=date(2026, 5, 1),
+                                    today=date(2026, 2, 10))
+    assert "2026-07-01" in str(err.value)
+    assert rules.schedule_price_change(db, ACTOR, d, new_price="900", effective_from=date(2026, 7, 1),
+                                       today=date(2026, 2, 10)).new_price == D("900")
 
 
 def test_same_day_change_is_replaced_and_future_change_withdrawn(db):
