@@ -78,6 +78,8 @@ class DefaultConfig:
     # Operators must enrol TOTP; the demo operator may be exempt.
     OPERATOR_TOTP_REQUIRED = False
     OPERATOR_TOTP_EXEMPT = ["operator@example.com"]
+    # How long the e-mailed link of a new operator (created without a password) stays valid.
+    OPERATOR_INVITATION_MAX_AGE = timedelta(days=3)
 
     PAGE_SIZE = 25
 

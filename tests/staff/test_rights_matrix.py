@@ -8,7 +8,7 @@ import pytest
 from portal.models import RIGHTS
 
 # Pages any logged-in operator may open (the landing page) or that are part of logging in.
-OPEN_TO_EVERY_OPERATOR = {"staff.dashboard"}
+OPEN_TO_EVERY_OPERATOR = {"staff.dashboard", "staff.security"}
 
 
 def _staff_rules(app):
