@@ -34,7 +34,7 @@ from portal.domain import security as security_rules
 from portal.domain.actors import Actor
 from portal.domain.agreements import covering_agreement
 from portal.domain.balance import customer_statement
-from portal.domain.lifecycle import change_plan, next_period_start, plan_change_preview
+from portal.domain.lifecycle import change_plan, next_period_start, plan_change_preview, price_on
 from portal.domain.overview import customer_overview, open_invoices_query
 from portal.extensions import db, limiter
 from portal.models import (
@@ -51,6 +51,7 @@ from portal.models import (
     Payment,
     PaymentAllocation,
     Reminder,
+    ServiceDefinition,
     ServiceEvent,
     ServiceEventKind,
     ServiceState,
@@ -164,11 +165,14 @@ def dashboard():
 def services():
     rows = db.session.scalars(
         select(CustomerService)
-        .options(joinedload(CustomerService.definition))
+        .options(joinedload(CustomerService.definition).selectinload(ServiceDefinition.price_changes))
         .where(CustomerService.customer_id == _cid())
         .order_by(CustomerService.state == "cancelled", CustomerService.id)
     ).all()
-    return render("selfcare/services.html", services=rows, currency=current_user.customer.location.currency.value)
+    today = date.today()
+    prices = {s.id: price_on(s, today) for s in rows}
+    return render("selfcare/services.html", services=rows, prices=prices,
+                  currency=current_user.customer.location.currency.value)
 
 
 @bp.get("/services/<int:service_id>")
@@ -197,7 +201,8 @@ def service_detail(service_id: int):
     cancellable = service.state != ServiceState.CANCELLED and not any(
         e.kind in (ServiceEventKind.CANCELLED, ServiceEventKind.CHANGED) for e in scheduled)
     plan = {k: v for k, v in plan.items() if k != "service"}
-    return render("selfcare/service_detail.html", service=service, history=list(reversed(history)),
+    return render("selfcare/service_detail.html", service=service, price=price_on(service, date.today()),
+                  history=list(reversed(history)),
                   scheduled=scheduled, agreements=agreements, usage=usage, cancellable=cancellable,
                   currency=current_user.customer.location.currency.value,
                   form=plan_form, preview=None, confirm_form=None, **{**plan, "changeable": plan["changeable"] and cancellable})

@@ -176,3 +176,20 @@ def test_payments_paginate(customer_client, mine, db):
 def test_dashboard_still_works(customer_client, mine):
     html = text(customer_client.get("/"))
     assert f"/invoices/{mine.invoice.id}" in html
+
+
+def test_services_show_the_price_in_force_after_a_price_change(customer_client, mine, db):
+    from datetime import timedelta
+
+    from portal.models import PriceChange
+
+    definition = mine.service.definition
+    db.add(PriceChange(definition_id=definition.id, new_price=Decimal("777.00"),
+                       effective_from=date.today() - timedelta(days=1)))
+    db.add(PriceChange(definition_id=definition.id, new_price=Decimal("888.00"),
+                       effective_from=date.today() + timedelta(days=30)))
+    db.commit()
+    for url in ("/services", f"/services/{mine.service.id}"):
+        html = text(customer_client.get(url))
+        assert "777" in html, url
+        assert "888" not in html, url
