@@ -205,7 +205,7 @@ def end_view_as_customer():
     to the operator's own session (still logged in), on the customer's staff page."""
     if not current_user.is_authenticated or not current_user.impersonator_id:
         return redirect(url_for("auth.operator_login"))
-    login, operator_id = current_user, current_user.impersonator_id
+    login, operator_id = current_user._get_current_object(), current_user.impersonator_id
     staff = end_impersonation()
     operator = staff.operator if staff is not None else db.session.get(Operator, operator_id)
     if operator is not None:
