@@ -104,6 +104,7 @@ def test_htmx_gets_only_the_results(operator_client, novak):
     html = body(resp)
     assert "<html" not in html and "<form" not in html
     assert f'/staff/customers/{novak.id}' in html
+    assert "format=csv" in html and "q=nov" in html  # the export follows the live search
     resp = client.htmx("GET", "/staff/customers?q=zzz")
     assert "No customer matches." in body(resp)
 
