@@ -125,6 +125,7 @@ QUERIES = [
     ("e-mail prefix", "petr.kral12"),
     ("phone, national", "601 123"),
     ("phone, international prefix", "+420 601 12"),
+    ("street and number (scan)", "Dlouhá 12"),
     ("no match", "xyzzy"),
 ]
 

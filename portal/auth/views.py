@@ -163,8 +163,11 @@ def operator_verify():
 
 def _logout(face: Face):
     if current_user.is_authenticated and current_user.impersonator_id:
-        # Staff viewing as a customer: "log out" ends the view and returns to the staff face.
-        return end_view_as_customer()
+        # Staff viewing as a customer: the customer face's "log out" ends the view and returns
+        # to the staff face; the staff face's (a tab left open) ends it and logs out as usual.
+        if face == Face.CUSTOMER:
+            return end_view_as_customer()
+        _finish_view_as()
     if current_user.is_authenticated:
         actor = Actor.operator(current_user, ip=client_ip()) if current_user.is_operator else Actor.customer(current_user, ip=client_ip())
         record(db.session, actor, f"{face.value}.logout", "auth_session", None,
@@ -199,18 +202,25 @@ def _logout_everywhere(face: Face):
     return redirect(url_for("auth.operator_login" if face == Face.OPERATOR else "auth.customer_login"))
 
 
-@bp.post("/impersonation/end")
-def end_view_as_customer():
-    """End "view as customer": revoke the read-only customer session and return this browser
-    to the operator's own session (still logged in), on the customer's staff page."""
-    if not current_user.is_authenticated or not current_user.impersonator_id:
-        return redirect(url_for("auth.operator_login"))
+def _finish_view_as():
+    """Revoke the view-as session, give the browser back the operator's, audit the end.
+    (the customer login viewed, the operator's session row or None when it is gone)."""
     login, operator_id = current_user._get_current_object(), current_user.impersonator_id
     staff = end_impersonation()
     operator = staff.operator if staff is not None else db.session.get(Operator, operator_id)
     if operator is not None:
         customer_rules.end_impersonation(db.session, Actor.operator(operator, ip=client_ip()), login)
     db.session.commit()
+    return login, staff
+
+
+@bp.post("/impersonation/end")
+def end_view_as_customer():
+    """End "view as customer": revoke the read-only customer session and return this browser
+    to the operator's own session (still logged in), on the customer's staff page."""
+    if not current_user.is_authenticated or not current_user.impersonator_id:
+        return redirect(url_for("auth.operator_login"))
+    login, staff = _finish_view_as()
     if staff is None:
         flash(_("Your staff session has ended. Please log in again."), "info")
         return redirect(url_for("auth.operator_login"))

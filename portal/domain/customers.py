@@ -2,10 +2,11 @@
 billing address, contacts, further addresses, groups) and "view as customer".
 
 Rules:
-- Search only asks indexed questions: a prefix of the lower-cased accent-free name key, of a
+- Search asks indexed questions: a prefix of the lower-cased accent-free name key, of a
   contact's search key (e-mail, digits of a phone) or of a login e-mail, and exact equality
   on numbers (customer number, variable symbols of the customer, its services and invoices,
-  company id). Each is a separate indexed sub-query; their union names the customers.
+  company id). Each is a separate indexed sub-query; their union names the customers. Only a
+  query that reads as a street and house number also scans the addresses (no index there).
 - Company id (IČO) and VAT id (DIČ) are checked with their check digits (python-stdnum), IBANs
   likewise; contacts follow the selfcare rules (`profile.normalise_contact`).
 - Every change writes one audit entry with before → after. Issued invoices copied the billing
@@ -110,6 +111,11 @@ def _phone_digits(query: str) -> tuple[str, bool] | None:
     return compact, False
 
 
+def _looks_like_street(query: str) -> bool:
+    """A word of letters, a space and a house number: "Dlouhá 5", "Na Příkopě 12/3"."""
+    return bool(re.fullmatch(r"[^\W\d_][^\d]*\s[0-9]+[0-9a-zA-Z/]*", query))
+
+
 def _matching_ids(query: str):
     """The union of indexed sub-queries naming the customers that match `query`."""
     raw = " ".join(query.split())[:SEARCH_MAX_LENGTH]
@@ -145,6 +151,13 @@ def _matching_ids(query: str):
     if compact and len(compact) <= 20:
         company = compact.upper()
         parts.append(select(Customer.id).where(Customer.company_id.in_({company, company.removeprefix("CZ").removeprefix("SK")})))
+    if _looks_like_street(raw):
+        # Street and house number ("Dlouhá 5"): the one question without an index (a scan of
+        # the billing and further addresses), so only asked when the query reads as a street.
+        street = raw.lower()
+        parts.append(select(Customer.id).where(func.lower(Customer.street).startswith(street, autoescape=True)))
+        parts.append(select(CustomerAddress.customer_id).where(
+            func.lower(CustomerAddress.street).startswith(street, autoescape=True)))
     phone = _phone_digits(raw)
     if phone is not None:
         digits, international = phone
@@ -206,9 +219,10 @@ class SearchResult:
 def search_customers(session: Session, query: str, location_ids: Iterable[int] | None, *,
                      limit: int = 25, offset: int = 0, filters: CustomerFilters | None = None) -> SearchResult:
     """Customers matching `query` by name (prefix, accents ignored), customer number, variable
-    symbol (the customer's, a service's or an invoice's), company id, e-mail (prefix) or phone
-    (prefix; with or without the country code), limited to `location_ids` (None = every
-    location). Three statements: count, page, contacts."""
+    symbol (the customer's, a service's or an invoice's), company id, e-mail (prefix), phone
+    (prefix; with or without the country code) or street and house number (prefix of the
+    billing or a further address), limited to `location_ids` (None = every location). Three
+    statements: count, page, contacts."""
     filters = filters or CustomerFilters()
     filters.query = query or ""
     stmt = search_statement(filters, location_ids)

@@ -18,6 +18,7 @@ from portal.models import (
     BillingPlan,
     ContactKind,
     ContactPurpose,
+    CustomerAddress,
     CustomerGroup,
     CustomerKind,
     Delivery,
@@ -45,10 +46,12 @@ def people(db):
     novak = CustomerFactory(location=loc_a, customer_number="100001", first_name="Jiří", last_name="Novák",
                             name_key="novak", variable_symbol="8100001", street="Dlouhá 5", city="Brno")
     novakova = CustomerFactory(location=loc_a, customer_number="100002", first_name="Jana", last_name="Nováková",
-                               name_key="novakova", variable_symbol="8100002")
+                               name_key="novakova", variable_symbol="8100002", street="Krátká 1")
     firm = CustomerFactory(location=loc_b, customer_number="100003", kind=CustomerKind.COMPANY, first_name=None,
                            last_name=None, company_name="Alfa Servis s.r.o.", name_key="alfa servis s.r.o.",
-                           company_id="25596641", variable_symbol="8100003")
+                           company_id="25596641", variable_symbol="8100003", street="Vídeňská 10")
+    firm.addresses.append(CustomerAddress(kind=AddressKind.INSTALLATION, street="Polní 7", city="Brno",
+                                          postal_code="602 00"))
     ContactFactory(customer=novak, kind=ContactKind.EMAIL, value="jiri.novak@example.com",
                    value_key="jiri.novak@example.com")
     ContactFactory(customer=novakova, kind=ContactKind.PHONE, value="+420 601 123 456", value_key="420601123456")
@@ -80,6 +83,9 @@ def people(db):
     ("+420 601 123", ["100002"]),             # phone prefix with it
     ("00420601123456", ["100002"]),
     ("+420 777 000 111", ["100003"]),         # stored without a country code, typed with one
+    ("dlouhá 5", ["100001"]),                # street and house number (billing address)
+    ("Vídeňská 1", ["100003"]),               # ... a prefix of it
+    ("polní 7", ["100003"]),                  # a further (installation) address
     ("nobody", []),
     ("%", []),                                # LIKE wildcards are plain characters
     ("_", []),

@@ -414,6 +414,7 @@ def test_view_as_customer_read_only_with_banner_and_back(operator_client, novak,
     from portal.auth.sessions import active_sessions
 
     assert active_sessions(login) == []
+    assert client.get("/security").status_code == 200
     # End: back on the customer's staff page, still logged in as the operator.
     resp = client.post("/impersonation/end")
     assert resp.status_code == 302 and resp.headers["Location"].endswith(f"/staff/customers/{novak.id}")
@@ -435,6 +436,19 @@ def test_customer_logout_while_viewing_ends_the_view(operator_client, novak, db)
     resp = client.post("/logout")
     assert resp.headers["Location"].endswith(f"/staff/customers/{novak.id}")
     assert client.get("/staff/customers").status_code == 200
+
+
+def test_staff_logout_while_viewing_ends_both(operator_client, novak, db):
+    CustomerLoginFactory(customer=novak)
+    db.commit()
+    client = operator_client(rights=IMPERSONATE)
+    client.post(f"/staff/customers/{novak.id}/impersonate")
+    resp = client.post("/staff/logout")  # from a staff tab left open
+    assert "/staff/login" in resp.headers["Location"]
+    assert client.get("/staff/customers").status_code == 302
+    assert client.get("/").status_code == 302
+    assert db.scalar(select(func.count()).select_from(AuthSession).where(AuthSession.revoked_at.is_(None))) == 0
+    assert "operator.logout" in audited(db) and "customer.impersonation_ended" in audited(db)
 
 
 def test_the_view_dies_with_the_operator_session(operator_client, novak, db):
