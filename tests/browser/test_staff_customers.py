@@ -26,7 +26,7 @@ def customers(db):
                     name_key="novakova")
     CustomerFactory(location=novak.location, customer_number="100003", last_name="Svoboda", name_key="svoboda")
     CustomerServiceFactory(customer=novak, variable_symbol="5550001")
-    make_invoice(novak, 605, number="FV2025000001")
+    make_invoice(novak, 605, number="FV2025000001", variable_symbol="2025000001")
     CustomerLoginFactory(customer=novak)
     db.commit()
     return novak

@@ -304,7 +304,7 @@ def test_another_customers_contact_is_404(operator_client, novak, brno_firm, db)
 @pytest.fixture
 def history(db, novak):
     CustomerServiceFactory(customer=novak, variable_symbol="5550001")
-    make_invoice(novak, 605, due_date=date(2025, 1, 15), number="FV2025000001")
+    make_invoice(novak, 605, due_date=date(2025, 1, 15), number="FV2025000001", variable_symbol="2025000001")
     atype = AgreementType(name="Internet", code="NET", valid_from=date(2020, 1, 1))
     db.add(Agreement(type=atype, customer=novak, number="2025/00001", state=AgreementState.ISSUED))
     db.add(Payment(received_on=date(2025, 1, 20), amount=100, currency="CZK", variable_symbol="8100001",
