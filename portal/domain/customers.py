@@ -118,7 +118,8 @@ def _looks_like_street(query: str) -> bool:
 
 def _matching_ids(query: str):
     """The union of indexed sub-queries naming the customers that match `query`."""
-    raw = " ".join(query.split())[:SEARCH_MAX_LENGTH]
+    # PostgreSQL text cannot hold NUL; a search for it finds nothing rather than failing.
+    raw = " ".join(query.replace("\x00", "").split())[:SEARCH_MAX_LENGTH]
     key = search_key(raw)
     parts = []
     if key:
@@ -189,7 +190,7 @@ def search_statement(filters: CustomerFilters, location_ids: Iterable[int] | Non
     """SELECT of the matching customers in the operator's locations (None = all), ordered by
     name key and id. Lists load their location and contacts with it."""
     stmt = select(Customer)
-    if filters.query and filters.query.strip():
+    if filters.query and filters.query.replace("\x00", "").strip():
         matching = _matching_ids(filters.query)
         if matching is None:
             stmt = stmt.where(False)
