@@ -708,6 +708,53 @@ def remove_address(session: Session, actor: Actor, address: CustomerAddress) -> 
     session.flush()
 
 
+# ---------------------------------------------------------------------------------- groups
+
+def _group_values(session: Session, name: str, description: str, exclude_id: int | None = None) -> dict:
+    values = {"name": " ".join((name or "").split())[:100], "description": (description or "").strip()[:2000]}
+    if not values["name"]:
+        raise DomainError(_("Enter the group's name."), field="name")
+    taken = session.scalar(select(CustomerGroup.id).where(func.lower(CustomerGroup.name) == values["name"].lower(),
+                                                          CustomerGroup.id != exclude_id if exclude_id else True))
+    if taken:
+        raise DomainError(_("A group with this name exists."), field="name")
+    return values
+
+
+def create_group(session: Session, actor: Actor, *, name: str, description: str = "") -> CustomerGroup:
+    """A customer group (for lists, filters and discounts); names are unique, case aside."""
+    values = _group_values(session, name, description)
+    group = CustomerGroup(**values)
+    session.add(group)
+    session.flush()
+    record(session, actor, "customer_group.created", "customer_group", group.id,
+           {k: [None, v] for k, v in values.items() if v})
+    return group
+
+
+def update_group(session: Session, actor: Actor, group: CustomerGroup, *, name: str, description: str = "") -> dict:
+    values = _group_values(session, name, description, exclude_id=group.id)
+    changes = diff(snapshot(group, ["name", "description"]), values)
+    if changes:
+        for key, value in values.items():
+            setattr(group, key, value)
+        record(session, actor, "customer_group.updated", "customer_group", group.id, changes)
+        session.flush()
+    return changes
+
+
+def groups_with_counts(session: Session, location_ids: Iterable[int] | None) -> list[tuple[CustomerGroup, int]]:
+    """Every group with how many of the operator's customers are in it (two statements)."""
+    from portal.models.customers import customer_group_membership as m
+
+    counts_q = select(m.c.group_id, func.count()).join(Customer, Customer.id == m.c.customer_id)
+    if location_ids is not None:
+        counts_q = counts_q.where(Customer.location_id.in_(list(location_ids)))
+    counts = dict(session.execute(counts_q.group_by(m.c.group_id)).all())
+    groups = session.scalars(select(CustomerGroup).order_by(CustomerGroup.name))
+    return [(g, counts.get(g.id, 0)) for g in groups]
+
+
 # ---------------------------------------------------------------------------------- overview
 
 @dataclass

@@ -114,6 +114,11 @@ class AddressForm(FlaskForm):
     note = StringField(_l("Note"))
 
 
+class GroupForm(FlaskForm):
+    name = StringField(_l("Name"))
+    description = TextAreaField(_l("Description"))
+
+
 class ActionForm(FlaskForm):
     """A button that changes something: only the CSRF token."""
 
@@ -444,6 +449,63 @@ def customer_address_remove(customer_id: int, address_id: int):
     db.session.commit()
     flash(_("Address removed."), "success")
     return redirect(url_for("staff.customer_edit", customer_id=customer.id) + "#addresses", 303)
+
+
+# ---------------------------------------------------------------------------------- groups
+
+def _groups_page(form=None, status=200):
+    rows = rules.groups_with_counts(db.session, current_user.location_ids)
+    if wants_csv():
+        return csv_response("customer-groups.csv", ["name", "description", "customers"],
+                            [(g.name, g.description, n) for g, n in rows])
+    return render("staff/customers/groups.html", status=status, rows=rows, form=form or GroupForm(),
+                  can_write=current_user.has_right("customers.write"))
+
+
+@bp.get("/customers/groups")
+@requires("customers.read")
+def customer_groups():
+    return _groups_page()
+
+
+@bp.post("/customers/groups")
+@requires("customers.read", "customers.write")
+def customer_group_create():
+    form = GroupForm()
+    if form.validate():
+        try:
+            rules.create_group(db.session, operator_actor(), name=form.name.data, description=form.description.data)
+        except DomainError as exc:
+            db.session.rollback()
+            _field_errors(form, exc)
+        else:
+            db.session.commit()
+            flash(_("Group created."), "success")
+            return redirect(url_for("staff.customer_groups"), 303)
+    return _groups_page(form=form, status=422)
+
+
+@bp.route("/customers/groups/<int:group_id>", methods=["GET", "POST"])
+@requires("customers.read", "customers.write")
+def customer_group_edit(group_id: int):
+    group = db.session.get(CustomerGroup, group_id) or abort(404)
+    form = GroupForm(formdata=request.form if request.method == "POST" else None, obj=group)
+    status = 200
+    if request.method == "POST":
+        if form.validate():
+            try:
+                rules.update_group(db.session, operator_actor(), group, name=form.name.data,
+                                   description=form.description.data)
+            except DomainError as exc:
+                db.session.rollback()
+                _field_errors(form, exc)
+            else:
+                db.session.commit()
+                flash(_("Group saved."), "success")
+                return redirect(url_for("staff.customer_groups"), 303)
+        status = 422
+        group = db.session.get(CustomerGroup, group_id)
+    return render("staff/customers/group.html", status=status, group=group, form=form)
 
 
 # ---------------------------------------------------------------------------------- customer page

@@ -333,3 +333,25 @@ def test_impersonation_needs_a_login_and_is_audited(db):
     assert [e.action for e in entries] == ["customer.impersonation_started", "customer.impersonation_ended"]
     assert entries[0].changes == {"login": [None, login.email]}
     assert all(e.customer_id == customer.id and e.actor_id == 7 for e in entries)
+
+
+def test_groups_unique_names_audit_and_counts(db):
+    loc_a, loc_b = LocationFactory(), LocationFactory()
+    group = rules.create_group(db, STAFF, name=" Business  clients ", description="Invoices with VAT")
+    assert group.name == "Business clients"
+    with pytest.raises(DomainError) as caught:
+        rules.create_group(db, STAFF, name="business CLIENTS")
+    assert caught.value.field == "name"
+    with pytest.raises(DomainError):
+        rules.create_group(db, STAFF, name="")
+    other = rules.create_group(db, STAFF, name="Seniors")
+    with pytest.raises(DomainError):
+        rules.update_group(db, STAFF, other, name="Business clients")
+    assert rules.update_group(db, STAFF, other, name="Seniors 65+") == {"name": ["Seniors", "Seniors 65+"]}
+    CustomerFactory(location=loc_a).groups = [group]
+    CustomerFactory(location=loc_b).groups = [group, other]
+    db.commit()
+    assert [(g.name, n) for g, n in rules.groups_with_counts(db, None)] == [("Business clients", 2), ("Seniors 65+", 1)]
+    assert [(g.name, n) for g, n in rules.groups_with_counts(db, [loc_a.id])] == [("Business clients", 1), ("Seniors 65+", 0)]
+    actions = [e.action for e in db.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+    assert actions == ["customer_group.created", "customer_group.created", "customer_group.updated"]

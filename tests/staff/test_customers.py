@@ -485,3 +485,34 @@ def test_view_as_needs_its_right_and_csrf(operator_client, novak, db):
     client = operator_client(rights=IMPERSONATE)
     assert client.post(f"/staff/customers/{novak.id}/impersonate", csrf=False).status_code == 400
     assert audited(db) == []
+
+
+# ---------------------------------------------------------------------------------- groups
+
+def test_customer_groups(operator_client, places, novak, brno_firm, db):
+    from portal.models import CustomerGroup
+
+    client = operator_client(rights=WRITE, locations=[places[0]])
+    assert client.post("/staff/customers/groups", data={"name": "  "}).status_code == 422
+    resp = client.post("/staff/customers/groups", data={"name": "VIP", "description": "Call first"})
+    assert resp.status_code == 303
+    group = db.scalar(select(CustomerGroup))
+    assert client.post("/staff/customers/groups", data={"name": "vip"}).status_code == 422  # taken, case aside
+    novak.groups = [group]
+    brno_firm.groups = [group]
+    db.commit()
+    html = body(client.get("/staff/customers/groups"))
+    assert "VIP" in html and f"/staff/customers?group={group.id}" in html
+    rows = list(csv.reader(io.StringIO(body(client.get("/staff/customers/groups?format=csv")).lstrip("\ufeff"))))
+    assert rows[1] == ["VIP", "Call first", "1"]  # Brno's member is not this operator's
+    assert client.get(f"/staff/customers/groups/{group.id}").status_code == 200
+    resp = client.post(f"/staff/customers/groups/{group.id}", data={"name": "VIP+", "description": "Call first"})
+    assert resp.status_code == 303
+    assert client.get("/staff/customers/groups/999").status_code == 404
+    assert audited(db) == ["customer_group.created", "customer_group.updated"]
+    entry = db.scalar(select(AuditEntry).where(AuditEntry.action == "customer_group.updated"))
+    assert entry.changes == {"name": ["VIP", "VIP+"]}
+    # Read-only operators see the list, not the forms.
+    reader = operator_client(rights=READ)
+    assert "New group" not in body(reader.get("/staff/customers/groups"))
+    assert reader.post("/staff/customers/groups", data={"name": "X"}).status_code == 403
