@@ -3,7 +3,14 @@
 The signed Flask cookie carries only a random token; the `auth_session` row it names is
 checked on every request (not revoked, not expired, not idle too long, and the login's
 session_version unchanged). Logging out revokes the row, so a cookie copied before logout
-is refused after it; "log out everywhere" bumps session_version."""
+is refused after it; "log out everywhere" bumps session_version.
+
+"View as customer": the browser has one cookie, so while an operator views selfcare as a
+customer the cookie names a read-only customer session (`impersonator_id` set) and keeps the
+operator's own token aside under IMPERSONATOR_KEY. The operator's session stays valid (it is
+touched with the customer one, so it does not idle out); the customer session is valid only
+while that operator session is (same operator, still active, still holding the right).
+Ending it revokes the customer session and puts the operator's token back: no new login."""
 from __future__ import annotations
 
 import hashlib
@@ -20,6 +27,9 @@ from portal.models import AuthSession, CustomerLogin, Face, Operator
 from portal.models.base import utcnow
 
 SESSION_KEY = "auth"
+IMPERSONATOR_KEY = "auth_staff"  # the operator's own token while viewing as a customer
+IMPERSONATION_LIFETIME = timedelta(hours=2)
+IMPERSONATE_RIGHT = "customers.impersonate"
 TOUCH_EVERY = timedelta(minutes=1)  # write last_seen_at at most once a minute
 
 
@@ -82,7 +92,25 @@ def current_auth_session(include_pending: bool = False) -> AuthSession | None:
 
 
 def _load_session_row(include_pending: bool) -> AuthSession | None:
-    token = session.get(SESSION_KEY)
+    row = _valid_row(session.get(SESSION_KEY), include_pending)
+    if row is not None and row.impersonator_id is not None and not _impersonator_still_valid(row):
+        return None
+    return row
+
+
+def _impersonator_still_valid(row: AuthSession) -> bool:
+    """A view-as session lives only as long as the operator session that opened it."""
+    staff_token = session.get(IMPERSONATOR_KEY)
+    if staff_token is None:
+        # Made outside start_impersonation (tests, tools): the operator must at least be active.
+        operator = db.session.get(Operator, row.impersonator_id)
+        return operator is not None and operator.active
+    staff = _valid_row(staff_token, include_pending=False)
+    return (staff is not None and staff.face == Face.OPERATOR and staff.operator_id == row.impersonator_id
+            and staff.operator.has_right(IMPERSONATE_RIGHT))
+
+
+def _valid_row(token, include_pending: bool) -> AuthSession | None:
     if not token or not isinstance(token, str):
         return None
     row = db.session.scalar(
@@ -107,6 +135,36 @@ def _load_session_row(include_pending: bool) -> AuthSession | None:
         db.session.execute(update(AuthSession).where(AuthSession.id == row.id).values(last_seen_at=now))
         db.session.commit()
     return row
+
+
+def start_impersonation(login: CustomerLogin, staff_row: AuthSession) -> AuthSession:
+    """Open `login`'s selfcare read-only for the operator of `staff_row` (this browser's
+    session): a customer session marked with the operator, the operator's token kept aside."""
+    staff_token = session.get(SESSION_KEY)
+    row = start_session(login, impersonator_id=staff_row.operator_id)
+    row.expires_at = min(staff_row.expires_at, row.last_seen_at + IMPERSONATION_LIFETIME)
+    session[IMPERSONATOR_KEY] = staff_token
+    g.pop("_auth_session", None)
+    g.pop("_auth_session_pending", None)
+    return row
+
+
+def end_impersonation() -> AuthSession | None:
+    """Revoke this browser's view-as session and give it back the operator's session; that
+    session's row, or None when it is no longer valid (then the browser is logged out)."""
+    row = _valid_row(session.get(SESSION_KEY), include_pending=False)
+    staff_token = session.get(IMPERSONATOR_KEY)
+    if row is not None and row.impersonator_id is not None:
+        row.revoked_at = utcnow()
+    session.clear()
+    for key in ("_auth_session", "_auth_session_pending", "_login_user"):
+        g.pop(key, None)
+    staff = _valid_row(staff_token, include_pending=False)
+    if staff is None or staff.face != Face.OPERATOR:
+        return None
+    session[SESSION_KEY] = staff_token
+    session.permanent = True
+    return staff
 
 
 def end_session() -> None:
@@ -140,7 +198,9 @@ def active_sessions(principal: CustomerLogin | Operator) -> list[AuthSession]:
         db.session.scalars(
             select(AuthSession)
             .where(column == principal.id, AuthSession.revoked_at.is_(None), AuthSession.expires_at > now,
-                   AuthSession.second_factor_pending.is_(False))
+                   AuthSession.second_factor_pending.is_(False),
+                   # Staff viewing as the customer is not one of the customer's devices.
+                   AuthSession.impersonator_id.is_(None))
             .order_by(AuthSession.last_seen_at.desc())
             .limit(50)
         )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import current_app, flash, redirect, request, url_for
+from flask import abort, current_app, flash, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -14,17 +14,19 @@ from portal.auth.sessions import (
     client_ip,
     current_auth_session,
     end_all_sessions,
+    end_impersonation,
     end_session,
     start_session,
 )
 from portal.auth.totp import decrypt_secret, use_recovery_code, verify_totp
 from portal.domain import DomainError
 from portal.domain import accounts as rules
+from portal.domain import customers as customer_rules
 from portal.domain.actors import Actor
 from portal.domain.audit import record
 from portal.extensions import db, limiter
 from portal.mail import send_email
-from portal.models import Face
+from portal.models import Face, Operator
 from portal.web.htmx import render
 
 FACES = {
@@ -160,6 +162,12 @@ def operator_verify():
 
 
 def _logout(face: Face):
+    if current_user.is_authenticated and current_user.impersonator_id:
+        # Staff viewing as a customer: the customer face's "log out" ends the view and returns
+        # to the staff face; the staff face's (a tab left open) ends it and logs out as usual.
+        if face == Face.CUSTOMER:
+            return end_view_as_customer()
+        _finish_view_as()
     if current_user.is_authenticated:
         actor = Actor.operator(current_user, ip=client_ip()) if current_user.is_operator else Actor.customer(current_user, ip=client_ip())
         record(db.session, actor, f"{face.value}.logout", "auth_session", None,
@@ -182,6 +190,8 @@ def operator_logout():
 def _logout_everywhere(face: Face):
     if not current_user.is_authenticated or current_user.is_operator != (face == Face.OPERATOR):
         return redirect(url_for("auth.operator_login" if face == Face.OPERATOR else "auth.customer_login"))
+    if current_user.impersonator_id:
+        abort(403)  # viewing as the customer is read-only: their sessions are theirs
     actor = Actor.operator(current_user, ip=client_ip()) if current_user.is_operator else Actor.customer(current_user, ip=client_ip())
     count = end_all_sessions(current_user)
     record(db.session, actor, f"{face.value}.logout_everywhere", "auth_session", None, {"sessions": count},
@@ -190,6 +200,33 @@ def _logout_everywhere(face: Face):
     end_session()
     flash(_("You have been logged out on every device."), "success")
     return redirect(url_for("auth.operator_login" if face == Face.OPERATOR else "auth.customer_login"))
+
+
+def _finish_view_as():
+    """Revoke the view-as session, give the browser back the operator's, audit the end.
+    (the customer login viewed, the operator's session row or None when it is gone)."""
+    login, operator_id = current_user._get_current_object(), current_user.impersonator_id
+    staff = end_impersonation()
+    operator = staff.operator if staff is not None else db.session.get(Operator, operator_id)
+    if operator is not None:
+        customer_rules.end_impersonation(db.session, Actor.operator(operator, ip=client_ip()), login)
+    db.session.commit()
+    return login, staff
+
+
+@bp.post("/impersonation/end")
+def end_view_as_customer():
+    """End "view as customer": revoke the read-only customer session and return this browser
+    to the operator's own session (still logged in), on the customer's staff page."""
+    if not current_user.is_authenticated or not current_user.impersonator_id:
+        return redirect(url_for("auth.operator_login"))
+    login, staff = _finish_view_as()
+    if staff is None:
+        flash(_("Your staff session has ended. Please log in again."), "info")
+        return redirect(url_for("auth.operator_login"))
+    if current_app.view_functions.get("staff.customer_detail"):
+        return redirect(url_for("staff.customer_detail", customer_id=login.customer_id))
+    return redirect(url_for("staff.dashboard"))
 
 
 @bp.post("/logout/everywhere")

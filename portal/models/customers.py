@@ -127,6 +127,8 @@ class Customer(TimestampMixin, Base):
     company_name: Mapped[str | None] = mapped_column(String(200))
     company_id: Mapped[str | None] = mapped_column(String(20), index=True)
     vat_id: Mapped[str | None] = mapped_column(String(20))
+    # The customer's bank account (direct debit, refunds, recognising their payments).
+    iban: Mapped[str | None] = mapped_column(String(34))
     birth_date: Mapped[date | None] = mapped_column(Date)
     street: Mapped[str] = mapped_column(String(200), default="")
     city: Mapped[str] = mapped_column(String(100), default="")
