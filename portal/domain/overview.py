@@ -5,10 +5,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import case, func, select, type_coerce
+from sqlalchemy.orm import Session, aliased, joinedload
 
-from portal.domain.payments import HALF_CENT, PAYABLE_TYPES, credited_expr, invoice_due
+from portal.domain.payments import HALF_CENT, PAYABLE_TYPES, invoice_due
 from portal.domain.payments import open_invoices_query as open_invoice_rows
 from portal.models import (
     Customer,
@@ -16,12 +16,13 @@ from portal.models import (
     CustomerService,
     Invoice,
     InvoiceState,
+    InvoiceType,
     Payment,
     PaymentState,
     RequestState,
     ServiceState,
 )
-from portal.models.base import ZERO
+from portal.models.base import ZERO, Money
 
 OPEN_REQUEST_STATES = (RequestState.NEW, RequestState.IN_PROGRESS, RequestState.WAITING_FOR_CUSTOMER)
 
@@ -116,19 +117,31 @@ def business_overview(session: Session, location_ids: frozenset[int] | None, tod
             ).group_by(CustomerService.state)
         ).all()
     )
-    # What is left once payments and credit notes are counted (see payments.invoice_due).
-    left = Invoice.gross_total - Invoice.paid_amount - credited_expr()
-    open_where = (Invoice.type.in_(PAYABLE_TYPES), Invoice.state == InvoiceState.ISSUED, left > HALF_CENT)
+    # What is left once payments and credit notes are counted (see payments.invoice_due):
+    # the credit notes summed once per corrected invoice and joined, not a subquery per
+    # invoice (which made this page cost a second per 60 000 invoices on PostgreSQL).
+    cn = aliased(Invoice, name="credit_note")
+    credits = (
+        select(cn.corrects_id.label("invoice_id"), func.sum(cn.gross_total).label("total"))
+        .where(cn.corrects_id.is_not(None), cn.type == InvoiceType.CREDIT_NOTE, cn.state == InvoiceState.ISSUED)
+        .group_by(cn.corrects_id)
+        .subquery()
+    )
+    left = Invoice.gross_total - Invoice.paid_amount + func.coalesce(credits.c.total, 0)
     open_q = scoped(
-        select(Invoice.currency, func.sum(left)).where(*open_where),
+        select(Invoice.currency, type_coerce(func.sum(left), Money),
+               type_coerce(func.sum(case((Invoice.due_date < today, left), else_=0)), Money))
+        .outerjoin(credits, credits.c.invoice_id == Invoice.id)
+        .where(Invoice.type.in_(PAYABLE_TYPES), Invoice.state == InvoiceState.ISSUED, left > HALF_CENT),
         Invoice.location_id,
     ).group_by(Invoice.currency)
-    receivables = {str(c.value if hasattr(c, "value") else c): Decimal(a or 0) for c, a in session.execute(open_q)}
-    overdue_q = scoped(
-        select(Invoice.currency, func.sum(left)).where(*open_where, Invoice.due_date < today),
-        Invoice.location_id,
-    ).group_by(Invoice.currency)
-    overdue = {str(c.value if hasattr(c, "value") else c): Decimal(a or 0) for c, a in session.execute(overdue_q)}
+    receivables: dict[str, Decimal] = {}
+    overdue: dict[str, Decimal] = {}
+    for c, total, late in session.execute(open_q):
+        code = str(c.value if hasattr(c, "value") else c)
+        receivables[code] = Decimal(total or 0)
+        if late and Decimal(late) > 0:
+            overdue[code] = Decimal(late)
     requests_waiting = session.scalar(
         scoped(
             select(func.count(CustomerRequest.id)).join(Customer, Customer.id == CustomerRequest.customer_id)
