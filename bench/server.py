@@ -124,10 +124,32 @@ class StatementCounter:
             self.count += 1
 
 
+BARE_PATH = "/__bare"
+
+
+def make_bare_app():
+    """The bare Flask endpoint the pages are compared with."""
+    from flask import Flask
+
+    bare = Flask("bare")
+    bare.add_url_rule(BARE_PATH, "bare", lambda: "ok")
+    return bare
+
+
+def cpu_ms(client, url: str, headers: dict, n: int = 30) -> float:
+    """CPU milliseconds of this process per request (the neighbours' load does not count)."""
+    client.get(url, headers=headers)
+    started = time.process_time()
+    for _ in range(n):
+        client.get(url, headers=headers)
+    return (time.process_time() - started) / n * 1000
+
+
 def statements_per_page(app, email: str, password: str, urls: dict[str, tuple[str, dict]],
-                        login_path: str = "/login") -> dict[str, int | None]:
+                        login_path: str = "/login", cpu: dict | None = None) -> dict[str, int | None]:
     """SQL statements each URL issues in-process (Flask test client, second request: the
-    first warms caches and the session touch). None when the URL is not 200."""
+    first warms caches and the session touch). None when the URL is not 200. With `cpu`,
+    also the in-process CPU milliseconds per request of each URL, into that dict."""
     from sqlalchemy import event
 
     from portal.extensions import db
@@ -152,6 +174,8 @@ def statements_per_page(app, email: str, password: str, urls: dict[str, tuple[st
         finally:
             event.remove(engine, "before_cursor_execute", counter)
         out[name] = counter.count
+        if cpu is not None:
+            cpu[name] = cpu_ms(client, url, headers)
     return out
 
 

@@ -3,19 +3,11 @@
 bare endpoint exists only here; the portal's own `wsgi.py` has no such route."""
 from __future__ import annotations
 
-from flask import Flask
-
+from bench.server import BARE_PATH, make_bare_app
 from portal import create_app
 
-BARE_PATH = "/__bare"
-
 portal_app = create_app()
-bare_app = Flask("bare")
-
-
-@bare_app.get(BARE_PATH)
-def bare():
-    return "ok"
+bare_app = make_bare_app()
 
 
 def app(environ, start_response):
