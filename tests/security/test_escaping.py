@@ -34,16 +34,22 @@ def _ids(world) -> dict[str, int]:
 
 
 def get_urls(app, prefix: str, world) -> list[str]:
-    """Every GET route of a blueprint whose arguments the customer's rows can fill."""
+    """Every GET route of a blueprint, its arguments filled from the customer's rows (other
+    integer arguments — a run, an import, an operator — with 1, the first of its kind)."""
     ids = _ids(world)
     adapter = app.url_map.bind("localhost")
     urls = []
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith(prefix) or "GET" not in (rule.methods or ()):
             continue
-        if not set(rule.arguments) <= set(ARGUMENTS):
-            continue
-        urls.append(adapter.build(rule.endpoint, {a: ids[ARGUMENTS[a]] for a in rule.arguments}))
+        values = {}
+        for arg in rule.arguments:
+            if arg in ARGUMENTS:
+                values[arg] = ids[ARGUMENTS[arg]]
+            elif type(rule._converters[arg]).__name__ == "IntegerConverter":
+                values[arg] = 1
+        if len(values) == len(rule.arguments):
+            urls.append(adapter.build(rule.endpoint, values))
     return sorted(urls)
 
 

@@ -15,7 +15,7 @@ from tests.conftest import login_operator
 from tests.factories import OperatorFactory
 from tests.security.test_escaping import get_urls
 
-EXAMPLES_PER_FORM = 10
+EXAMPLES_PER_FORM = {"selfcare": 10, "staff": 6}
 # Forms that end the session: posting them would only log the fuzzer out.
 SKIP_ACTIONS = ("logout",)
 
@@ -91,11 +91,11 @@ def discover(client, urls: list[str], seen: set | None = None) -> list[tuple[str
     return found
 
 
-def fuzz(client, page: str, form: dict) -> None:
+def fuzz(client, page: str, form: dict, examples: int) -> None:
     strategy = st.fixed_dictionaries({name: st.one_of(st.none(), value_strategy(options))
                                       for name, options in form["fields"].items()})
 
-    @settings(max_examples=EXAMPLES_PER_FORM, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     @given(values=strategy)
     def post(values):
@@ -109,7 +109,7 @@ def fuzz(client, page: str, form: dict) -> None:
     post()
 
 
-def fuzz_all(client, urls: list[str]) -> set[str]:
+def fuzz_all(client, urls: list[str], examples: int) -> set[str]:
     """Fuzz every form; then look again, for forms the fuzzing brought up (a started
     two-factor enrolment shows its confirmation form), and fuzz those too."""
     seen: set = set()
@@ -117,14 +117,14 @@ def fuzz_all(client, urls: list[str]) -> set[str]:
     for _round in range(2):
         for page, form in discover(client, urls, seen):
             actions.add(f"{form['method'].upper()} {form['action'].split('?')[0]}")
-            fuzz(client, page, form)
+            fuzz(client, page, form, examples)
     return actions
 
 
 def test_every_selfcare_form_survives_random_input(app, customer_client, mine):
     plan = f"/services/{mine.service.id}/plan"
     urls = get_urls(app, "selfcare.", mine) + [f"{plan}?target_id={mine.target.id}&on=2099-01-01"]
-    actions = fuzz_all(customer_client, urls)
+    actions = fuzz_all(customer_client, urls, EXAMPLES_PER_FORM["selfcare"])
     # The walk reached the forms that matter.
     assert {"POST /requests", f"POST /requests/{mine.request.id}/comments", "POST /profile/address",
             "POST /profile/contacts", "POST /profile/password", f"POST {plan}", "POST /security/totp",
@@ -138,4 +138,11 @@ def test_every_staff_form_survives_random_input(app, client, make_client, mine, 
     assert login_operator(staff, op.email).status_code == 302
     urls = get_urls(app, "staff.", mine)
     assert "/staff/" in urls
-    fuzz_all(staff, urls)
+    fuzz_all(staff, urls, EXAMPLES_PER_FORM["staff"])
+
+
+def test_found_by_the_fuzz_a_blank_service_to_cancel_is_a_form_message(customer_client, mine):
+    for blank in (" ", "", "x"):
+        resp = customer_client.post("/cancel/services", data={"service_id": blank, "end_date": ""})
+        assert resp.status_code == 422, blank
+        assert "Choose the service to cancel." in resp.get_data(as_text=True)
