@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 5000
 export FLASK_APP := wsgi.py
 
-.PHONY: run test lint bench install check-system messages serve-jobs
+.PHONY: run test lint bench loadtest wrk install install-bench check-system messages serve-jobs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,16 +36,38 @@ run: install check-system
 	$(BIN)/flask run --host 127.0.0.1 --port $(PORT)
 
 # Benchmarks (not part of `make test`): SCALE=small for a quick run. PostgreSQL too when
-# PORTAL_BENCH_DATABASE_URL is set. Results land in bench/results.json.
+# PORTAL_BENCH_DATABASE_URL is set. Results land in bench/results.json. The page benchmark
+# drives gunicorn with wrk (Debian package, installed here when missing and possible; else a
+# Python load generator stands in and says so).
 SCALE ?= large
-bench: install
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	@touch $@
+
+install-bench: $(VENV)/.installed-bench
+
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk >/dev/null 2>&1; } || \
+	  echo "NOTE: wrk is not installed (apt-get install wrk); the page benchmark uses its Python load generator."
+
+bench: install-bench wrk
 ifeq ($(SCALE),small)
 	$(BIN)/python -m bench.billing --sizes 1000
 	$(BIN)/python -m bench.documents --repeat 3 --renders 100
+	$(BIN)/python -m bench.pages --scale small
 else
 	$(BIN)/python -m bench.billing --sizes 1000,10000,100000
 	$(BIN)/python -m bench.documents
+	$(BIN)/python -m bench.pages --scale large
 endif
+
+# Load test on PostgreSQL (bounded in time, loopback only): 50 customers browsing and 5
+# operators working while a billing run and a dunning run execute. Exit code 1 when errors,
+# duplicate invoices or payments left unpaired are not zero.
+PORTAL_LOADTEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1/portal_loadtest
+LOADTEST_SECONDS ?= 60
+loadtest: install-bench
+	PORTAL_LOADTEST_DATABASE_URL=$(PORTAL_LOADTEST_DATABASE_URL) $(BIN)/python -m bench.loadtest --seconds $(LOADTEST_SECONDS)
 
 test: install
 	$(BIN)/pytest

@@ -16,7 +16,8 @@ from typing import Any
 
 from flask import current_app, has_app_context
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.models import (
     Agreement,
@@ -27,6 +28,7 @@ from portal.models import (
     Partner,
     Reminder,
     ReminderLevel,
+    ServiceDefinition,
     ServiceEvent,
     ServiceEventKind,
 )
@@ -259,6 +261,19 @@ def _service_row(cs: CustomerService) -> dict[str, Any]:
     }
 
 
+def _with_definitions(services: list[CustomerService]) -> list[CustomerService]:
+    """Load the services' definitions in one query, not one per service as each row reads
+    its own."""
+    session = object_session(services[0]) if services else None
+    missing = [cs for cs in services if "definition" not in cs.__dict__]
+    if session is not None and missing:
+        found = {d.id: d for d in session.scalars(
+            select(ServiceDefinition).where(ServiceDefinition.id.in_({cs.definition_id for cs in missing})))}
+        for cs in missing:
+            set_committed_value(cs, "definition", found.get(cs.definition_id))
+    return services
+
+
 def agreement_data(agreement: Agreement) -> dict[str, Any]:
     customer = agreement.customer
     atype = agreement.type
@@ -278,7 +293,8 @@ def agreement_data(agreement: Agreement) -> dict[str, Any]:
         "currency": currency,
         "supplier": supplier_snapshot(customer.location.partner if customer.location else None),
         "customer": customer_party(customer),
-        "services": [_service_row(cs) for cs in sorted(agreement.customer_services, key=lambda s: s.id)],
+        "services": [_service_row(cs) for cs in _with_definitions(sorted(agreement.customer_services,
+                                                                           key=lambda s: s.id))],
         "parent": (
             {"number": parent.number, "type_name": parent.type.name, "conclusion_date": _s(parent.conclusion_date)}
             if parent is not None else None

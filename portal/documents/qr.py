@@ -5,6 +5,7 @@ EUR: the EPC QR code (European Payments Council, SEPA credit transfer), version 
 """
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from datetime import date
@@ -76,8 +77,10 @@ def epc(
     return "\n".join(lines).rstrip("\n")
 
 
+@functools.lru_cache(maxsize=512)
 def svg_data_uri(payload: str, *, error: str = "M") -> str:
-    """The QR code as an SVG data: URI for an <img> in a document template."""
+    """The QR code as an SVG data: URI for an <img> in a document template. Cached: making
+    one costs ~14 ms, and the same invoice's page is opened again and again."""
     return segno.make(payload, error=error, micro=False).svg_data_uri(scale=4, border=2)
 
 

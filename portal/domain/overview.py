@@ -6,13 +6,12 @@ from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import and_, case, func, literal, or_, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from portal.domain.payments import (
     HALF_CENT,
     PAYABLE_TYPES,
     STAFF_QUEUE_STATES,
-    credited_expr,
     invoice_due,
 )
 from portal.domain.payments import open_invoices_query as open_invoice_rows
@@ -26,6 +25,7 @@ from portal.models import (
     DebtRecoveryCase,
     Invoice,
     InvoiceState,
+    InvoiceType,
     Payment,
     RequestState,
     ServiceState,
@@ -166,8 +166,17 @@ def business_overview(session: Session, location_ids: frozenset[int] | None, tod
     )
 
     # Receivables: what is left once payments and credit notes are counted (see
-    # payments.invoice_due), split by due date, per currency — one query.
-    left = Invoice.gross_total - Invoice.paid_amount - credited_expr()
+    # payments.invoice_due), split by due date, per currency — one query. The credit notes
+    # are summed once per corrected invoice and joined, not a subquery per invoice (which
+    # cost a second per 60 000 invoices on PostgreSQL).
+    cn = aliased(Invoice, name="credit_note")
+    credits = (
+        select(cn.corrects_id.label("invoice_id"), func.sum(cn.gross_total).label("total"))
+        .where(cn.corrects_id.is_not(None), cn.type == InvoiceType.CREDIT_NOTE, cn.state == InvoiceState.ISSUED)
+        .group_by(cn.corrects_id)
+        .subquery()
+    )
+    left = Invoice.gross_total - Invoice.paid_amount + func.coalesce(credits.c.total, 0)
     open_where = (Invoice.type.in_(PAYABLE_TYPES), Invoice.state == InvoiceState.ISSUED, left > HALF_CENT)
     is_overdue = Invoice.due_date < today
     receivables: dict[str, Decimal] = {}
@@ -176,6 +185,7 @@ def business_overview(session: Session, location_ids: frozenset[int] | None, tod
     rows = session.execute(
         scoped(
             select(Invoice.currency, func.sum(left), func.sum(case((is_overdue, left), else_=0)))
+            .outerjoin(credits, credits.c.invoice_id == Invoice.id)
             .where(*open_where),
             Invoice.location_id,
         ).group_by(Invoice.currency)
@@ -198,6 +208,7 @@ def business_overview(session: Session, location_ids: frozenset[int] | None, tod
     for lvl, currency, n_customers, amount in session.execute(
         scoped(
             select(level, Invoice.currency, func.count(func.distinct(Invoice.customer_id)), func.sum(left))
+            .outerjoin(credits, credits.c.invoice_id == Invoice.id)
             .outerjoin(case_level, case_level.c.customer_id == Invoice.customer_id)
             .where(*open_where, is_overdue),
             Invoice.location_id,

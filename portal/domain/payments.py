@@ -24,6 +24,7 @@ so that concurrent pairing on PostgreSQL cannot allocate the same money or due t
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -123,10 +124,21 @@ def vs_candidates(variable_symbol: str | None) -> list[str]:
 
 def credited_expr(invoice=Invoice):
     """SQL: −Σ gross of the issued credit notes correcting `invoice` (0 when none)."""
+    return _credited_expr(invoice)
+
+
+@functools.lru_cache(maxsize=64)
+def _credited_expr(invoice):
+    # Built once per entity: constructing it costs ~2 ms a page, and an expression is
+    # immutable, so every statement may share it.
     cn = aliased(Invoice, name="credit_note")
     total = (
         select(func.coalesce(func.sum(cn.gross_total), 0))
         .where(
+            # A credit note is the corrected invoice's customer's (issue_credit_note copies
+            # it). Saying so lets SQLite search the customer's few invoices: once ANALYZE has
+            # seen corrects_id is mostly NULL it would rather scan the whole table per row.
+            cn.customer_id == invoice.customer_id,
             cn.corrects_id == invoice.id,
             cn.type == InvoiceType.CREDIT_NOTE,
             cn.state == InvoiceState.ISSUED,

@@ -303,7 +303,15 @@ def _decode(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        return data.decode("cp1250", errors="replace")
+        pass
+    try:
+        return data.decode("cp1250")
+    except UnicodeDecodeError as exc:
+        # Not text in either encoding (a binary file, another code page): refuse rather than
+        # import names and messages with characters silently replaced.
+        line = data[:exc.start].count(b"\n") + 1
+        raise StatementRejected(f"Line {line}: the file is neither UTF-8 nor Windows-1250 text "
+                                f"(byte 0x{data[exc.start]:02x}).") from None
 
 
 def parse_csv(data: bytes) -> ParsedStatement:

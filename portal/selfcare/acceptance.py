@@ -56,6 +56,9 @@ def agreement_pdf(agreement_id: int):
 
     agreement = _issued_or_404(agreement_id)
     doc = document_for(db.session, kind_for(agreement), agreement)
+    # document_for points the agreement at the document by id; an agreement that had none
+    # (issued before documents were stored) still holds its loaded None until we say so.
+    agreement.current_document = doc
     if not _impersonating():
         rules.mark_document_opened(db.session, agreement, current_user, ip=request.remote_addr)
     db.session.commit()

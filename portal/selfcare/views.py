@@ -647,8 +647,10 @@ def _cancel_flow(customer, email: str | None, actor: Actor, action: str, *, logg
         if form.validate():
             # Another customer's service id is a 404, like any other foreign id.
             own = _own_service_or_404(customer.id, form.service_id.data)
-            service = next((s for s in services if s.id == own.id), None)
-            if service is None:
+            service = next((s for s in services if own is not None and s.id == own.id), None)
+            if own is None:  # blank or not a number
+                form.service_id.errors = [*form.service_id.errors, _("Choose the service to cancel.")]
+            elif service is None:
                 form.service_id.errors = [*form.service_id.errors,
                                           _("This service is already cancelled or its end is already scheduled.")]
             else:
