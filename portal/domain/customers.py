@@ -7,7 +7,7 @@ Rules:
   on numbers (customer number, variable symbols of the customer, its services and invoices,
   company id). Each is a separate indexed sub-query; their union names the customers. Only a
   query that reads as a street and house number also scans the addresses (no index there).
-- Company id (IČO) and VAT id (DIČ) are checked with their check digits (python-stdnum), IBANs
+- Company ID (IČO) and VAT ID (DIČ) are checked with their check digits (python-stdnum), IBANs
   likewise; contacts follow the selfcare rules (`profile.normalise_contact`).
 - Every change writes one audit entry with before → after. Issued invoices copied the billing
   identity when they were issued, so editing it here changes invoices issued from now on only.
@@ -273,11 +273,11 @@ def normalise_vat_id(value: str | None) -> str | None:
         return None
     compact = re.sub(r"[\s.\-/]", "", text).upper()
     if not re.match(r"^[A-Z]{2}", compact):
-        raise DomainError(_("Start the VAT id with its country code, e.g. CZ12345679."), field="vat_id")
+        raise DomainError(_("Start the VAT ID with its country code, e.g. CZ12345679."), field="vat_id")
     try:
         return stdnum_vat.validate(compact)
     except ValidationError as exc:
-        raise DomainError(_("This VAT id is not valid."), field="vat_id") from exc
+        raise DomainError(_("This VAT ID is not valid."), field="vat_id") from exc
 
 
 def normalise_iban(value: str | None) -> str | None:

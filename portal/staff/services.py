@@ -8,7 +8,7 @@ from datetime import date
 from decimal import Decimal
 
 from flask import abort, flash, redirect, request, url_for
-from flask_babel import _
+from flask_babel import _, ngettext
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -572,6 +572,6 @@ def services_bulk_apply():
                                      waive_notice=form.waive_notice.data)
         return _bulk_page(form, preview, result=result)
     db.session.commit()
-    flash(_("%(count)d services changed (%(skipped)d skipped).", count=len(result.applied), skipped=result.skipped),
+    flash(ngettext("%(num)d service changed (%(skipped)d skipped).", "%(num)d services changed (%(skipped)d skipped).", len(result.applied), skipped=result.skipped),
           "success")
     return redirect(url_for("staff.services"))

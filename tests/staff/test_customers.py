@@ -194,7 +194,7 @@ def test_create_customer(operator_client, places, db):
 
 @pytest.mark.parametrize("field, value, message", [
     ("company_id", "25596642", "check digit"),
-    ("vat_id", "CZ25596642", "VAT id is not valid"),
+    ("vat_id", "CZ25596642", "VAT ID is not valid"),
     ("iban", "CZ6508000000192000145398", "IBAN is not valid"),
     ("last_name", "", "Enter the last name."),
     ("postal_code", "12", "five digits"),
@@ -251,7 +251,7 @@ def test_edit_with_bad_values_is_422_and_changes_nothing(operator_client, novak,
     resp = client.post(f"/staff/customers/{novak.id}/edit",
                        data=_new(places[0], last_name="", vat_id="12345678"))
     assert resp.status_code == 422
-    assert "Enter the last name." in body(resp) and "Start the VAT id with its country code" in body(resp)
+    assert "Enter the last name." in body(resp) and "Start the VAT ID with its country code" in body(resp)
     db.expire_all()
     assert db.get(Customer, novak.id).last_name == "Novák"
     assert audited(db) == []
