@@ -634,3 +634,36 @@ def dunning_overview(session: Session, *, on: date, location_ids=None) -> list[L
         key = currency.value if hasattr(currency, "value") else str(currency)
         s.overdue[key] = Decimal(str(amount or 0)).quantize(Decimal("0.01"))
     return [levels[k] for k in sorted(levels)]
+
+
+def blocking_forecast(session: Session, customer_id: int, active_services: list, today: date) -> dict | None:
+    """When will dunning block this customer's services, and for what debt?
+
+    Only while it is under way: an open case whose reminder set a blocking date, services
+    still active, an overdue debt, no "never block" exception. A postponement (of the
+    customer or of the case) that reaches the blocking date moves it to the day after —
+    the run does not block until the postponement has passed. Returns {"block_on",
+    "services", "amounts" (per currency), "invoice" (the oldest overdue)} or None."""
+    case = open_case(session, customer_id)
+    if case is None or not active_services:
+        return None
+    reminder = session.scalar(
+        select(Reminder).where(Reminder.case_id == case.id, Reminder.block_on.is_not(None))
+        .order_by(Reminder.id.desc()).limit(1)
+    )
+    if reminder is None:
+        return None
+    never, postponed_until = active_exceptions(session, customer_id, today)
+    if never:
+        return None
+    overdue = overdue_invoices(session, customer_id, today)
+    if not overdue:
+        return None
+    block_on = reminder.block_on
+    for until in (postponed_until, case.postponed_until):
+        if until is not None and until >= block_on:
+            block_on = until + timedelta(days=1)
+    amounts: dict[str, Decimal] = {}
+    for invoice, due in overdue:
+        amounts[invoice.currency.value] = amounts.get(invoice.currency.value, ZERO) + due
+    return {"block_on": block_on, "services": list(active_services), "amounts": amounts, "invoice": overdue[0][0]}

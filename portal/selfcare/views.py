@@ -3,8 +3,7 @@
 templates show in a fixed number of queries (selectinload / joinedload), whatever the size."""
 from __future__ import annotations
 
-from datetime import date, timedelta
-from decimal import Decimal
+from datetime import date
 from functools import wraps
 
 import segno
@@ -50,7 +49,6 @@ from portal.models import (
     InvoiceVat,
     Payment,
     PaymentAllocation,
-    Reminder,
     ServiceDefinition,
     ServiceEvent,
     ServiceEventKind,
@@ -118,35 +116,12 @@ def _field_error(form, exc: DomainError) -> None:
 
 
 def _blocking_notice(overview, today: date) -> dict | None:
-    """When dunning is under way — an open case whose reminder set a blocking date, services
-    still active, an overdue debt, no exemption — what will be blocked, when, and what to pay."""
-    case = dunning_rules.open_case(db.session, _cid())
-    if case is None:
-        return None
-    reminder = db.session.scalar(
-        select(Reminder).where(Reminder.case_id == case.id, Reminder.block_on.is_not(None))
-        .order_by(Reminder.id.desc()).limit(1)
-    )
+    """The dashboard's warning when dunning will block services: the forecast, plus how to pay."""
     active = [s for s in overview.services if s.state == ServiceState.ACTIVE]
-    if reminder is None or not active:
+    forecast = dunning_rules.blocking_forecast(db.session, _cid(), active, today)
+    if forecast is None:
         return None
-    never, postponed_until = dunning_rules.active_exceptions(db.session, _cid(), today)
-    if never:
-        return None
-    overdue = dunning_rules.overdue_invoices(db.session, _cid(), today)
-    if not overdue:
-        return None
-    block_on = reminder.block_on
-    for until in (postponed_until, case.postponed_until):
-        # Postponed: the run does not block until that day has passed.
-        if until is not None and until >= block_on:
-            block_on = until + timedelta(days=1)
-    amounts: dict[str, Decimal] = {}
-    for invoice, due in overdue:
-        amounts[invoice.currency.value] = amounts.get(invoice.currency.value, Decimal("0")) + due
-    oldest = overdue[0][0]
-    return {"block_on": block_on, "services": active, "amounts": amounts, "invoice": oldest,
-            "supplier": oldest.supplier or {}, "qr": _payment_qr(oldest)}
+    return {**forecast, "supplier": forecast["invoice"].supplier or {}, "qr": _payment_qr(forecast["invoice"])}
 
 
 @bp.get("/")

@@ -68,3 +68,20 @@ def test_closed_case_shows_no_warning(customer_client, mine, db):
     case.state = CaseState.CLOSED
     db.commit()
     assert "will be blocked" not in text(customer_client.get("/"))
+
+
+def test_a_postponement_moves_the_blocking_date_to_the_day_after(mine, db):
+    from portal.domain.dunning import blocking_forecast
+
+    block_on = date.today() + timedelta(days=5)
+    _dunning(db, mine, block_on=block_on)
+    forecast = blocking_forecast(db, mine.customer.id, [mine.service], date.today())
+    assert forecast["block_on"] == block_on
+    assert forecast["amounts"] == {"CZK": Decimal("605.00")}
+    assert forecast["invoice"].id == mine.invoice.id
+    db.add(BlockingException(customer_id=mine.customer.id, kind=ExceptionKind.POSTPONE,
+                             until=block_on + timedelta(days=10), reason="promised to pay"))
+    db.commit()
+    forecast = blocking_forecast(db, mine.customer.id, [mine.service], date.today())
+    assert forecast["block_on"] == block_on + timedelta(days=11)
+    assert blocking_forecast(db, mine.customer.id, [], date.today()) is None
