@@ -15,29 +15,9 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, Optional
 
-try:  # WTForms ≥ 3.3; plain tuples are deprecated there and go in 3.4
-    from wtforms.fields.choices import SelectChoice
-except ImportError:  # pragma: no cover — older WTForms takes (value, label) tuples
-    SelectChoice = None
-
 from portal.models import ContactKind, ContactPurpose, RequestKind
-
-
-def choices(pairs) -> list:
-    """(value, label) pairs as select options; None and "" both mean "nothing chosen"."""
-    pairs = [("" if value is None else str(value), label) for value, label in pairs]
-    if SelectChoice is None:
-        return pairs
-    return [SelectChoice(value=value, label=label) for value, label in pairs]
-
-
-def _int_or_none(value):
-    if value in (None, "", "None"):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+from portal.web.forms import choices  # noqa: F401 — re-exported for the views
+from portal.web.forms import int_or_none as _int_or_none
 
 
 class InvoiceFilterForm(FlaskForm):

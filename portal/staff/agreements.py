@@ -40,31 +40,11 @@ from portal.models import (
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, scoped_customer_or_404, wants_csv
 from portal.web.access import in_operator_locations, requires
+from portal.web.forms import choices, field_error, int_or_none
 from portal.web.htmx import render
 from portal.web.pagination import page_number, paginate
 
-try:  # WTForms ≥ 3.3
-    from wtforms.fields.choices import SelectChoice
-except ImportError:  # pragma: no cover
-    SelectChoice = None
-
 PER_PAGE = 50
-
-
-def _choices(pairs) -> list:
-    pairs = [("" if v is None else str(v), label) for v, label in pairs]
-    if SelectChoice is None:
-        return pairs
-    return [SelectChoice(value=v, label=label) for v, label in pairs]
-
-
-def _int_or_none(value):
-    if value in (None, "", "None"):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _state_or_none(value):
@@ -74,14 +54,6 @@ def _state_or_none(value):
         return AgreementState(value)
     except ValueError:
         return None
-
-
-def _field_error(form, exc: DomainError) -> None:
-    target = getattr(form, exc.field, None) if exc.field else None
-    if target is not None and hasattr(target, "errors"):
-        target.errors = [*target.errors, str(exc)]
-    else:
-        form.form_errors.append(str(exc))
 
 
 # -- forms -------------------------------------------------------------------------------------
@@ -94,14 +66,14 @@ class AgreementFilterForm(FlaskForm):
     q = StringField(_l("Customer"), validators=[Optional(), Length(max=100)],
                     description=_l("Customer number, name, or the agreement number"))
     state = SelectField(_l("State"), coerce=_state_or_none, validate_choice=False)
-    type = SelectField(_l("Type"), coerce=_int_or_none, validate_choice=False)
+    type = SelectField(_l("Type"), coerce=int_or_none, validate_choice=False)
 
 
 class NewAgreementForm(FlaskForm):
-    type = SelectField(_l("Type"), coerce=_int_or_none, validate_choice=False,
+    type = SelectField(_l("Type"), coerce=int_or_none, validate_choice=False,
                        validators=[InputRequired(message=_l("Choose a type."))])
     services = SelectMultipleField(_l("Services"), coerce=int, validate_choice=False)
-    parent = SelectField(_l("Amends agreement (annexes)"), coerce=_int_or_none, validate_choice=False)
+    parent = SelectField(_l("Amends agreement (annexes)"), coerce=int_or_none, validate_choice=False)
     valid_from = DateField(_l("Valid from"), validators=[Optional()], description=_l("Empty: the day it is issued."))
     summary = TextAreaField(_l("Summary"), validators=[Optional(), Length(max=2000)])
 
@@ -168,9 +140,9 @@ def _state_label(state: AgreementState) -> str:
 @requires("agreements.write")
 def agreements():
     form = AgreementFilterForm(request.args)
-    form.state.choices = _choices([(None, _("Any state"))] + [(s.value, _state_label(s)) for s in AgreementState])
+    form.state.choices = choices([(None, _("Any state"))] + [(s.value, _state_label(s)) for s in AgreementState])
     types = db.session.execute(select(AgreementType.id, AgreementType.name).order_by(AgreementType.name)).all()
-    form.type.choices = _choices([(None, _("Any type"))] + [(t.id, t.name) for t in types])
+    form.type.choices = choices([(None, _("Any type"))] + [(t.id, t.name) for t in types])
     form.validate()
     stmt = (
         select(Agreement).join(Customer, Customer.id == Agreement.customer_id)
@@ -261,7 +233,7 @@ def agreement_invalidate(agreement_id: int):
         db.session.rollback()
         form = InvalidateForm()
         form.validate()
-        _field_error(form, exc)
+        field_error(form, exc)
         return _detail(scoped_agreement_or_404(agreement_id), status=422, invalidate=form)
     db.session.commit()
     flash(_("The agreement is marked invalid."), "success")
@@ -281,7 +253,7 @@ def agreement_accept(agreement_id: int):
         db.session.rollback()
         form = AcceptForm()
         form.validate()
-        _field_error(form, exc)
+        field_error(form, exc)
         return _detail(scoped_agreement_or_404(agreement_id), status=422, accept=form)
     db.session.commit()
     flash(_("The signed copy is recorded: the agreement is accepted."), "success")
@@ -326,9 +298,9 @@ def _new_form(customer: Customer, formdata=None) -> tuple[NewAgreementForm, dict
                                 Agreement.state.in_([AgreementState.ISSUED, AgreementState.ACCEPTED]))
         .options(selectinload(Agreement.type)).order_by(Agreement.id)
     ).all()
-    form.type.choices = _choices([(None, _("Choose a type"))] + [(t.id, t.name) for t in types])
-    form.services.choices = _choices([(s.id, f"#{s.id} {s.definition.name} ({s.state.value})") for s in services])
-    form.parent.choices = _choices([(None, _("None"))] + [(p.id, f"{p.type.name} {p.number}") for p in parents])
+    form.type.choices = choices([(None, _("Choose a type"))] + [(t.id, t.name) for t in types])
+    form.services.choices = choices([(s.id, f"#{s.id} {s.definition.name} ({s.state.value})") for s in services])
+    form.parent.choices = choices([(None, _("None"))] + [(p.id, f"{p.type.name} {p.number}") for p in parents])
     return form, {"types": {t.id: t for t in types}, "services": {s.id: s for s in services},
                   "parents": {p.id: p for p in parents}}
 
@@ -371,7 +343,7 @@ def agreement_new(customer_id: int):
         customer = scoped_customer_or_404(customer_id)
         form, ctx = _new_form(customer, request.form)
         form.validate()
-        _field_error(form, exc)
+        field_error(form, exc)
         return render("staff/agreements/new.html", status=422, customer=customer, form=form)
     db.session.commit()
     flash(_("The draft agreement is created; issue it to number it and make the PDF."), "success")
@@ -398,7 +370,7 @@ def agreement_types():
 
 def _type_form(atype: AgreementType, formdata=None) -> AgreementTypeForm:
     form = AgreementTypeForm(formdata=formdata, obj=None if formdata is not None else atype)
-    form.template.choices = _choices([(t, t) for t in _templates()])
+    form.template.choices = choices([(t, t) for t in _templates()])
     return form
 
 
@@ -425,7 +397,7 @@ def agreement_type_edit(type_id: int):
         atype = db.session.get(AgreementType, type_id)
         form = _type_form(atype, request.form)
         form.validate()
-        _field_error(form, exc)
+        field_error(form, exc)
         return render("staff/agreements/type_edit.html", status=422, atype=atype, form=form)
     db.session.commit()
     flash(_("The agreement type is saved."), "success")

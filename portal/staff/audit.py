@@ -17,10 +17,10 @@ from wtforms.validators import Length, NumberRange, Optional
 
 from portal.extensions import db
 from portal.models import ActorType, AuditEntry, Customer, Operator
-from portal.selfcare.forms import choices
 from portal.staff import bp
 from portal.staff.common import csv_response, wants_csv
 from portal.web.access import requires
+from portal.web.forms import choices
 from portal.web.htmx import render
 from portal.web.pagination import page_number, paginate
 

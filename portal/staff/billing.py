@@ -49,6 +49,7 @@ from portal.models import (
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import in_operator_locations, requires
+from portal.web.forms import choices
 from portal.web.htmx import render
 from portal.web.pagination import Page, page_number, paginate
 
@@ -64,15 +65,6 @@ def clean_text(value) -> str:
     """A filter's text as a query may use it: stripped, without NUL (PostgreSQL refuses it in
     text; the app's NUL handling covers posted forms, not query strings)."""
     return (value or "").replace("\x00", "").strip()
-
-
-def choices(pairs) -> list:
-    """(value, label) pairs as select options (WTForms ≥ 3.3 wants SelectChoice)."""
-    try:
-        from wtforms.fields.choices import SelectChoice
-    except ImportError:  # pragma: no cover — older WTForms takes tuples
-        return list(pairs)
-    return [SelectChoice(value=value, label=label) for value, label in pairs]
 
 
 class PeriodForm(FlaskForm):

@@ -33,25 +33,16 @@ from portal.models import (
     ServiceGroupKind,
     UsageTracker,
 )
-from portal.selfcare.forms import choices
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, scoped_customer_or_404, wants_csv
-from portal.staff.operators import MultiCheckboxField, done, field_error, get_or_404
+from portal.staff.operators import done, get_or_404
 from portal.web.access import in_operator_locations, requires
+from portal.web.forms import MultiCheckboxField, choices, field_error, int_or_none
 from portal.web.htmx import render
 from portal.web.pagination import page_number, paginate
 
 RIGHT = "catalogue.write"
 PER_PAGE = 25
-
-
-def _int_or_none(value):
-    if value in (None, "", "None"):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _number_text(value: str | None) -> str:
@@ -72,7 +63,7 @@ class GroupForm(FlaskForm):
 
 
 class DefinitionForm(FlaskForm):
-    group_id = SelectField(_l("Group"), coerce=_int_or_none, validate_choice=False)
+    group_id = SelectField(_l("Group"), coerce=int_or_none, validate_choice=False)
     code = StringField(_l("Code"), validators=[InputRequired(), Length(max=40)])
     name = StringField(_l("Name"), validators=[InputRequired(), Length(max=200)])
     customer_name = StringField(_l("Name for customers"), validators=[InputRequired(), Length(max=200)],
@@ -89,7 +80,7 @@ class DefinitionForm(FlaskForm):
     notice_days = IntegerField(_l("Notice period (days)"), default=30, validators=[InputRequired()])
     selfcare_changeable = BooleanField(_l("Customers may change it in selfcare"))
     target_ids = MultiCheckboxField(_l("Customers may change to"), coerce=int, validate_choice=False)
-    usage_tracker_id = SelectField(_l("Usage metering"), coerce=_int_or_none, validate_choice=False)
+    usage_tracker_id = SelectField(_l("Usage metering"), coerce=int_or_none, validate_choice=False)
     valid_from = DateField(_l("Sold from"), validators=[InputRequired()])
     valid_to = DateField(_l("Sold until"), validators=[Optional()])
     active = BooleanField(_l("Active"), default=True)
@@ -120,7 +111,7 @@ class DiscountForm(FlaskForm):
     customer_number = StringField(_l("Customer number"), validators=[InputRequired(), Length(max=40)])
     customer_service_id = IntegerField(_l("Service id"), validators=[Optional(), NumberRange(min=1, max=2**31 - 1)],
                                        description=_l("Empty: every service of the customer."))
-    service_group_id = SelectField(_l("Only services of the group"), coerce=_int_or_none, validate_choice=False)
+    service_group_id = SelectField(_l("Only services of the group"), coerce=int_or_none, validate_choice=False)
     name = StringField(_l("Name"), validators=[InputRequired(), Length(max=200)])
     kind = SelectField(_l("Kind"), choices=choices([(k.value, k.value) for k in DiscountKind]), validate_choice=False)
     value = StringField(_l("Value"), validators=[InputRequired()],

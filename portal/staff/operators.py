@@ -10,38 +10,21 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import PasswordField, SelectMultipleField, StringField
+from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
-from wtforms.widgets import CheckboxInput, ListWidget
 
 from portal.domain import DomainError
 from portal.domain import operators as rules
 from portal.extensions import db
 from portal.mail import send_email
 from portal.models import RIGHTS, Location, Operator, Role
-from portal.selfcare.forms import choices
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import operator_required, requires
+from portal.web.forms import MultiCheckboxField, choices, field_error
 from portal.web.htmx import is_htmx, render
 
 RIGHT = "operators.admin"
-
-
-class MultiCheckboxField(SelectMultipleField):
-    """A set of checkboxes (the forms macro draws it as a fieldset)."""
-
-    widget = ListWidget(prefix_label=False)
-    option_widget = CheckboxInput()
-
-
-def field_error(form, exc: DomainError) -> None:
-    """Put a rule's refusal next to its field, or above the form."""
-    target = getattr(form, exc.field, None) if exc.field else None
-    if target is not None:
-        target.errors = [*target.errors, str(exc)]
-    else:
-        form.form_errors.append(str(exc))
 
 
 def get_or_404(model, ident: int):

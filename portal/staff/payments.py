@@ -44,9 +44,10 @@ from portal.models import (
     StatementImport,
 )
 from portal.staff import bp
-from portal.staff.billing import choices, clean_text
+from portal.staff.billing import clean_text
 from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import in_operator_locations, requires
+from portal.web.forms import choices
 from portal.web.htmx import render
 from portal.web.pagination import page_number, paginate
 

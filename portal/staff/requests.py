@@ -20,13 +20,9 @@ from portal.models import CustomerRequest, RequestKind, RequestState
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import requires
+from portal.web.forms import choices, field_error
 from portal.web.htmx import is_htmx, render
 from portal.web.pagination import page_number, paginate
-
-try:  # WTForms ≥ 3.3; plain tuples are deprecated there
-    from wtforms.fields.choices import SelectChoice
-except ImportError:  # pragma: no cover
-    SelectChoice = None
 
 RIGHT = "requests.handle"
 PER_PAGE = 25
@@ -56,24 +52,19 @@ ACTION_LABELS = {
 }
 
 
-def _choices(pairs) -> list:
-    pairs = [("" if value is None else str(value), label) for value, label in pairs]
-    if SelectChoice is None:
-        return pairs
-    return [SelectChoice(value=value, label=label) for value, label in pairs]
+# ---------------------------------------------------------------------------------- forms
 
 
-def _int_or_none(value):
+
+def _id_or_invalid(value):
+    """Empty is "nobody"; anything else not a number becomes an id no choice has, so the
+    select refuses it with its message instead of reading it as "nobody"."""
     if value in (None, "", "None"):
         return None
     try:
         return int(value)
     except (TypeError, ValueError):
-        return -1  # not a choice: the select refuses it
-
-
-# ---------------------------------------------------------------------------------- forms
-
+        return -1
 
 class RequestFilterForm(FlaskForm):
     """GET filters of the queue (no CSRF: it changes nothing)."""
@@ -81,25 +72,25 @@ class RequestFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    kind = SelectField(_l("Type"), default="", choices=_choices(
+    kind = SelectField(_l("Type"), default="", choices=choices(
         [("", _l("All types"))] + [(k.value, label) for k, label in KIND_LABELS.items()]))
-    state = SelectField(_l("State"), default="open", choices=_choices(
+    state = SelectField(_l("State"), default="open", choices=choices(
         [("open", _l("Open (not finished)")), ("all", _l("All states"))]
         + [(s.value, label) for s, label in STATE_LABELS.items()]))
-    assignee = SelectField(_l("Assigned to"), default="anyone", choices=_choices(
+    assignee = SelectField(_l("Assigned to"), default="anyone", choices=choices(
         [("anyone", _l("Anyone")), ("me", _l("Me")), ("unassigned", _l("Nobody"))]))
     # One customer's requests (a link from the customer's page); kept as a hidden field.
     customer_id = IntegerField(_l("Customer"), validators=[Optional(), NumberRange(min=1)], widget=HiddenInput())
 
 
 class AssignForm(FlaskForm):
-    assignee_id = SelectField(_l("Assign to"), coerce=_int_or_none)
+    assignee_id = SelectField(_l("Assign to"), coerce=_id_or_invalid)
 
 
 class StaffCommentForm(FlaskForm):
     body = TextAreaField(_l("Text"), validators=[DataRequired(message=_l("Write the text.")), Length(max=rules.MAX_BODY)],
                          render_kw={"rows": 5})
-    visibility = RadioField(_l("Who sees it"), default="customer", choices=_choices([
+    visibility = RadioField(_l("Who sees it"), default="customer", choices=choices([
         ("customer", _l("The customer (sent by e-mail)")),
         ("internal", _l("Staff only (a private note)")),
     ]))
@@ -109,7 +100,7 @@ class StaffCommentForm(FlaskForm):
 class StateForm(FlaskForm):
     """A state action (the button's value); resolve and reject need the text."""
 
-    action = SelectField(_l("Action"), choices=_choices([(a, ACTION_LABELS[a]) for a in rules.STAFF_ACTIONS]))
+    action = SelectField(_l("Action"), choices=choices([(a, ACTION_LABELS[a]) for a in rules.STAFF_ACTIONS]))
     text = TextAreaField(_l("Resolution or reason (the customer sees it)"),
                          validators=[Optional(), Length(max=rules.MAX_BODY)], render_kw={"rows": 4})
 
@@ -120,15 +111,6 @@ class CarryOutForm(FlaskForm):
     message = TextAreaField(_l("Message to the customer"), validators=[Optional(), Length(max=rules.MAX_BODY)],
                             description=_l("Leave empty to send a sentence saying what was done."),
                             render_kw={"rows": 3})
-
-
-def _field_error(form, exc: DomainError) -> None:
-    """Put a rule's refusal next to its field, or above the form."""
-    target = getattr(form, exc.field, None) if exc.field else None
-    if target is not None:
-        target.errors = [*target.errors, str(exc)]
-    else:
-        form.form_errors.append(str(exc))
 
 
 # ---------------------------------------------------------------------------------- the queue
@@ -179,7 +161,7 @@ def _request_or_404(request_id: int) -> CustomerRequest:
 
 def _assign_choices(req: CustomerRequest, form: AssignForm) -> None:
     operators = rules.assignable_operators(db.session, req.customer.location_id)
-    form.assignee_id.choices = _choices([(None, _l("Nobody"))] + [(op.id, op.name) for op in operators])
+    form.assignee_id.choices = choices([(None, _l("Nobody"))] + [(op.id, op.name) for op in operators])
 
 
 def _carry_form(req: CustomerRequest, formdata=None) -> CarryOutForm | None:
@@ -236,7 +218,7 @@ def request_assign(request_id: int):
         except DomainError as exc:
             db.session.rollback()
             req = _request_or_404(request_id)
-            _field_error(form, exc)
+            field_error(form, exc)
         else:
             return _done(req, _("The request is assigned.") if form.assignee_id.data else _("The request is unassigned."))
     return _detail(req, status=422, assign_form=form)
@@ -257,7 +239,7 @@ def request_comment(request_id: int):
         except DomainError as exc:
             db.session.rollback()
             req = _request_or_404(request_id)
-            _field_error(form, exc)
+            field_error(form, exc)
         else:
             message = _("The note is saved.") if internal else _("The comment is sent to the customer.")
             if is_htmx():
@@ -279,7 +261,7 @@ def request_state(request_id: int):
         except DomainError as exc:
             db.session.rollback()
             req = _request_or_404(request_id)
-            _field_error(form, exc)
+            field_error(form, exc)
         else:
             return _done(req, _("The request is now: %(state)s.", state=STATE_LABELS[req.state]))
     return _detail(req, status=422, state_form=form)
@@ -300,7 +282,7 @@ def request_carry_out(request_id: int):
         except DomainError as exc:
             db.session.rollback()
             req = _request_or_404(request_id)
-            _field_error(form, exc)
+            field_error(form, exc)
         else:
             return _done(req, _("Done: the request is carried out and resolved."))
     return _detail(req, status=422, carry_form=form)

@@ -51,13 +51,9 @@ from portal.models.agreements import agreement_services
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, scoped_customer_or_404, wants_csv
 from portal.web.access import in_operator_locations, requires
+from portal.web.forms import choices, int_or_none
 from portal.web.htmx import is_htmx, render
 from portal.web.pagination import page_number, paginate
-
-try:  # WTForms ≥ 3.3
-    from wtforms.fields.choices import SelectChoice
-except ImportError:  # pragma: no cover
-    SelectChoice = None
 
 PER_PAGE = 50
 
@@ -72,22 +68,6 @@ ACTIONS = {
 SLUG_OF = {action: slug for slug, (action, _label) in ACTIONS.items()}
 # Steps that cannot be taken back: the form leads to a confirmation page first.
 NEEDS_CONFIRMATION = {"change_plan", "cancel"}
-
-
-def _choices(pairs) -> list:
-    pairs = [("" if v is None else str(v), label) for v, label in pairs]
-    if SelectChoice is None:
-        return pairs
-    return [SelectChoice(value=v, label=label) for v, label in pairs]
-
-
-def _int_or_none(value):
-    if value in (None, "", "None"):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _state_or_none(value):
@@ -131,8 +111,8 @@ class ServiceFilterForm(FlaskForm):
     q = StringField(_l("Customer"), validators=[Optional(), Length(max=100)],
                     description=_l("Customer number, name or variable symbol"))
     state = SelectField(_l("State"), coerce=_state_or_none, validate_choice=False)
-    definition = SelectField(_l("Tariff"), coerce=_int_or_none, validate_choice=False)
-    location = SelectField(_l("Location"), coerce=_int_or_none, validate_choice=False)
+    definition = SelectField(_l("Tariff"), coerce=int_or_none, validate_choice=False)
+    location = SelectField(_l("Location"), coerce=int_or_none, validate_choice=False)
 
 
 class ActionForm(FlaskForm):
@@ -142,14 +122,14 @@ class ActionForm(FlaskForm):
     on = DateField(_l("Effective date"), validators=[Optional(), _sane_date],
                    description=_l("Empty: today (cancel: the earliest possible end; plan change: the next period). "
                                   "A future date schedules the step."))
-    target = SelectField(_l("New tariff"), coerce=_int_or_none, validate_choice=False)
+    target = SelectField(_l("New tariff"), coerce=int_or_none, validate_choice=False)
     credit_blocked_days = BooleanField(_l("Credit the blocked days"))
     waive_notice = BooleanField(_l("Waive the notice period and commitment"))
     confirm = HiddenField()
 
 
 class OrderForm(FlaskForm):
-    definition = SelectField(_l("Tariff"), coerce=_int_or_none, validate_choice=False,
+    definition = SelectField(_l("Tariff"), coerce=int_or_none, validate_choice=False,
                              validators=[InputRequired(message=_l("Choose a tariff."))])
     ordered_on = DateField(_l("Order date"), validators=[InputRequired(message=_l("Enter the order date.")),
                                                          _sane_date])
@@ -217,15 +197,15 @@ def _filter_from(form: ServiceFilterForm) -> bulk_rules.ServiceFilter:
 
 def _filter_form() -> ServiceFilterForm:
     form = ServiceFilterForm(request.args)
-    form.state.choices = _choices([(None, _("Any state"))] + [(s.value, _state_label(s)) for s in ServiceState])
+    form.state.choices = choices([(None, _("Any state"))] + [(s.value, _state_label(s)) for s in ServiceState])
     definitions = db.session.execute(
         select(ServiceDefinition.id, ServiceDefinition.name).order_by(ServiceDefinition.name)
     ).all()
-    form.definition.choices = _choices([(None, _("Any tariff"))] + [(d.id, d.name) for d in definitions])
+    form.definition.choices = choices([(None, _("Any tariff"))] + [(d.id, d.name) for d in definitions])
     locations = db.session.execute(
         in_operator_locations(select(Location.id, Location.name).order_by(Location.name), Location.id)
     ).all()
-    form.location.choices = _choices([(None, _("Any location"))] + [(loc.id, loc.name) for loc in locations])
+    form.location.choices = choices([(None, _("Any location"))] + [(loc.id, loc.name) for loc in locations])
     return form
 
 
@@ -321,9 +301,9 @@ def _action_form(service: CustomerService, action: str, formdata=None) -> Action
     form = ActionForm(formdata=formdata) if formdata is not None else ActionForm()
     if action == "change_plan":
         targets = sorted(service.definition.allowed_targets, key=lambda d: d.name)
-        form.target.choices = _choices([(None, _("Choose a tariff"))] + [(t.id, t.name) for t in targets])
+        form.target.choices = choices([(None, _("Choose a tariff"))] + [(t.id, t.name) for t in targets])
     else:
-        form.target.choices = _choices([(None, "—")])
+        form.target.choices = choices([(None, "—")])
     return form
 
 
@@ -444,7 +424,7 @@ def _order_form(formdata=None) -> OrderForm:
                                         (ServiceDefinition.valid_to.is_(None)) | (ServiceDefinition.valid_to >= today))
         .order_by(ServiceDefinition.name)
     ).all()
-    form.definition.choices = _choices([(None, _("Choose a tariff"))] + [(d.id, f"{d.name} ({d.code})")
+    form.definition.choices = choices([(None, _("Choose a tariff"))] + [(d.id, f"{d.name} ({d.code})")
                                                                           for d in definitions])
     return form
 
