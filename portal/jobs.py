@@ -643,6 +643,14 @@ def dunning_run(ctx: JobContext) -> dict:
     return result
 
 
+@job_handler("agreement_acceptance")
+def agreement_acceptance(ctx: JobContext) -> dict:
+    """Remind and block for agreements left unaccepted, as of `on` (default today)."""
+    enforce_acceptance = domain_function("portal.domain.agreements", "enforce_acceptance")
+    result = enforce_acceptance(ctx.session, today=_date(ctx.params.get("on")) or date.today(), actor=ctx.actor)
+    return result.as_dict()
+
+
 @job_handler("statement_import", requires=("file_name", "upload"))
 def statement_import(ctx: JobContext) -> dict:
     """Import the bank statement saved as `upload` (see enqueue_statement_import)."""

@@ -286,13 +286,14 @@ def _apply_block(session: Session, service: CustomerService, event: ServiceEvent
 
 
 def block(session: Session, service: CustomerService, *, actor: Actor, on: date, reason: str, case=None,
-          today: date | None = None) -> ServiceEvent:
+          today: date | None = None, details: dict | None = None) -> ServiceEvent:
     """active → blocked, with a reason. When dunning blocks, `case` (the debt recovery case)
     is linked to the event, which is how the unblock later knows what dunning blocked.
-    A blocked service is still charged (domain.md §3)."""
+    Another rule that blocks marks its events the same way through `details` (the agreement
+    acceptance rule: {"agreement_id": …}). A blocked service is still charged (domain.md §3)."""
     reason = _require_reason(reason)
     return _step(session, service, "block", ServiceEventKind.BLOCKED, actor=actor, on=on, reason=reason,
-                 case=case, today=today)
+                 case=case, today=today, details=details)
 
 
 def blocking_event(service: CustomerService) -> ServiceEvent | None:
@@ -566,6 +567,9 @@ def _apply_change(session: Session, service: CustomerService, old_event: Service
         blocked = blocking_event(service)
         if blocked is not None:
             new_event.debt_recovery_case_id = blocked.debt_recovery_case_id
+            # Likewise a block for an unaccepted agreement: accepting it unblocks the successor.
+            if blocked.details.get("agreement_id") is not None:
+                new_event.details = {**new_event.details, "agreement_id": blocked.details["agreement_id"]}
     changes = {"state": [state, CANCELLED], "billing_to": [None, service.billing_to],
                "replaced_by_id": [None, successor.id], "to_definition_id": [None, target.id]}
     _audit(session, actor, "service.changed", service, old_event, changes)

@@ -31,7 +31,12 @@ from portal.domain import dunning as dunning_rules
 from portal.domain import profile as profile_rules
 from portal.domain import security as security_rules
 from portal.domain.actors import Actor
-from portal.domain.agreements import covering_agreement
+from portal.domain.agreements import (
+    acceptance_deadline,
+    awaiting_acceptance,
+    blocking_date,
+    covering_agreement,
+)
 from portal.domain.balance import customer_statement
 from portal.domain.lifecycle import change_plan, next_period_start, plan_change_preview, price_on
 from portal.domain.overview import customer_overview, open_invoices_query
@@ -129,8 +134,10 @@ def _blocking_notice(overview, today: date) -> dict | None:
 def dashboard():
     today = date.today()
     overview = customer_overview(db.session, _cid(), today)
+    awaiting = [{"agreement": a, "deadline": acceptance_deadline(a)}
+                for a in awaiting_acceptance(db.session, _cid())]
     return render("selfcare/dashboard.html", overview=overview, customer=current_user.customer,
-                  blocking=_blocking_notice(overview, today))
+                  blocking=_blocking_notice(overview, today), awaiting=awaiting, today=today)
 
 
 # ---------------------------------------------------------------------------------- services
@@ -329,7 +336,8 @@ def agreement_detail(agreement_id: int):
         .order_by(Agreement.id)
     ).all()
     return render("selfcare/agreement_detail.html", agreement=agreement, services=services, annexes=annexes,
-                  acceptances=agreement.acceptances)
+                  acceptances=agreement.acceptances, deadline=acceptance_deadline(agreement),
+                  block_on=blocking_date(agreement), today=date.today())
 
 
 # ---------------------------------------------------------------------------------- invoices
