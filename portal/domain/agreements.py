@@ -193,6 +193,8 @@ def invalidate_agreement(session: Session, agreement: Agreement, *, actor: Actor
     agreement.invalid_note = note
     session.flush()
     _audit(session, actor, "agreement.invalidated", agreement, {"state": [before, "invalid"], "note": note})
+    if before == AgreementState.ISSUED:
+        unblock_after_acceptance(session, agreement, actor=actor, on=local_date(utcnow()))
     return agreement
 
 
@@ -661,13 +663,15 @@ def services_blocked_for(session: Session, agreement: Agreement) -> list[Custome
 
 def unblock_after_acceptance(session: Session, agreement: Agreement, *, actor: Actor,
                              on: date) -> list[CustomerService]:
-    """Once the agreement is accepted, unblock the services the acceptance rule blocked for
-    it and that are still blocked for that reason (`services_blocked_for`), audited as
+    """Once the agreement no longer awaits acceptance — accepted, or invalidated (then it
+    is no longer asked for) — unblock the services the acceptance rule blocked for it and
+    that are still blocked for that reason (`services_blocked_for`), audited as
     `agreement.services_unblocked`. Returns them (none: nothing written)."""
     services = services_blocked_for(session, agreement)
     if not services:
         return []
-    reason = f"Agreement {agreement.number} accepted"
+    outcome = "invalidated" if agreement.state == AgreementState.INVALID else "accepted"
+    reason = f"Agreement {agreement.number} {outcome}"
     for service in services:
         lifecycle.unblock(session, service, actor=actor, on=on, today=on, reason=reason)
     _audit(session, actor, UNBLOCKED_ACTION, agreement, {

@@ -330,6 +330,17 @@ def test_accept_by_staff_unblocks(db, world):
     assert entry.actor_type.value == "operator" and entry.actor_id == op.id
 
 
+
+def test_invalidating_the_agreement_unblocks_what_this_rule_blocked(db, world):
+    _, _, svcs, agreement = world
+    enforce(db, BLOCK_ON)
+    assert svcs and all(s.state == ServiceState.BLOCKED for s in svcs)
+    op = OperatorFactory()
+    rules.invalidate_agreement(db, agreement, actor=Actor.operator(op), note="Issued to the wrong customer")
+    assert all(s.state == ServiceState.ACTIVE for s in svcs)
+    [entry] = actions(db, agreement, rules.UNBLOCKED_ACTION)
+    assert entry.actor_id == op.id
+
 def test_accepting_before_blocking_unblocks_nothing(db, world):
     _, _, svcs, agreement = world
     enforce(db, REMIND_ON)
