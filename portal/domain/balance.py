@@ -24,6 +24,9 @@ from portal.models.base import ZERO
 BALANCE_TYPES = (*PAYABLE_TYPES, InvoiceType.CREDIT_NOTE)
 # Within a day: documents first, then the money that paid them.
 _KIND_ORDER = {"invoice": 0, "credit_note": 1, "payment": 2}
+# The corrected invoice of a credit note, aliased once: an alias builds proxies of all the
+# table's columns, which cost about a millisecond a page when made per call.
+_CORRECTED = aliased(Invoice, name="corrected")
 _SOURCE_LABEL = {
     PaymentSource.BANK_IMPORT: "bank transfer",
     PaymentSource.MANUAL: "payment",
@@ -35,7 +38,7 @@ _SOURCE_LABEL = {
 def customer_balance(session: Session, customer_id: int, *, as_of: date | None = None) -> dict[str, Decimal]:
     """{currency: balance} — positive = the customer owes — as of the end of `as_of` (default:
     everything). Two SQL statements. Currencies the customer never dealt in are absent."""
-    corrected = aliased(Invoice, name="corrected")
+    corrected = _CORRECTED
     invoices = (
         select(Invoice.currency, func.sum(Invoice.gross_total))
         .outerjoin(corrected, corrected.id == Invoice.corrects_id)
@@ -105,7 +108,7 @@ def customer_statement(session: Session, customer_id: int, start: date, end: dat
     if start > end:
         raise DomainError("The statement must start before it ends.", field="start")
     opening = customer_balance(session, customer_id, as_of=start - timedelta(days=1))
-    corrected = aliased(Invoice, name="corrected")
+    corrected = _CORRECTED
     invoice_rows = session.execute(
         select(Invoice, corrected.number)
         .outerjoin(corrected, corrected.id == Invoice.corrects_id)
