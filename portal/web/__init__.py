@@ -7,7 +7,7 @@ from decimal import Decimal
 from functools import lru_cache
 
 from flask import Flask, g, render_template, request
-from flask_babel import format_currency, format_date, format_datetime, get_locale
+from flask_babel import format_currency, format_date, format_datetime, get_locale, get_translations
 from flask_babel import gettext as _
 from flask_babel import refresh as babel_refresh
 from flask_wtf.csrf import CSRFError
@@ -70,7 +70,34 @@ def _money_text(locale: str, currency: str, amount: Decimal, _signed: bool) -> s
     return format_currency(amount, currency)
 
 
+def _translations():
+    """flask_babel.get_translations(), remembered on the request's Babel context for as long
+    as its locale and domain stay the same objects (refresh() and force_locale() replace the
+    locale): templates call `_()` dozens of times a page, and each lookup through Flask-Babel
+    costs several context-local look-ups."""
+    try:
+        ctx = g._flask_babel
+    except (AttributeError, RuntimeError):
+        return get_translations()
+    locale = getattr(ctx, "babel_locale", None)
+    cached = getattr(ctx, "portal_translations", None)
+    if cached is not None and locale is not None and cached[0] is locale and cached[1] is getattr(ctx, "babel_domain", None):
+        return cached[2]
+    translations = get_translations()
+    ctx.portal_translations = (getattr(ctx, "babel_locale", None), getattr(ctx, "babel_domain", None), translations)
+    return translations
+
+
 def init_web(app: Flask) -> None:
+    if "gettext" in app.jinja_env.globals:
+        # The same callables Flask-Babel installs, over the remembered translations.
+        app.jinja_env.install_gettext_callables(
+            gettext=lambda s: _translations().ugettext(s),
+            ngettext=lambda s, p, n: _translations().ungettext(s, p, n),
+            newstyle=True,
+            pgettext=lambda c, s: _translations().upgettext(c, s),
+            npgettext=lambda c, s, p, n: _translations().unpgettext(c, s, p, n),
+        )
     app.after_request(_security_headers)
 
     @app.before_request
