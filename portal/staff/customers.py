@@ -245,11 +245,15 @@ def _csv_rows(stmt):
 def customers():
     form = CustomerFilterForm(request.args)
     locations = _allowed_locations()
-    form.location.choices = choices([("", _("All locations"))] + [(loc.id, loc.name) for loc in locations])
-    form.state.choices = choices([("", _("Active and inactive")), ("active", _("Active")), ("inactive", _("Inactive"))])
-    form.kind.choices = choices([("", _("People and companies"))] + list(_kind_labels().items()))
-    groups = list(db.session.scalars(select(CustomerGroup).order_by(CustomerGroup.name)))
-    form.group.choices = choices([("", _("Any group"))] + [(g.id, g.name) for g in groups])
+    if not is_htmx():
+        # The filter form is shown on the full page only: live search renders the results
+        # block, and reading the fields' data needs no choices.
+        form.location.choices = choices([("", _("All locations"))] + [(loc.id, loc.name) for loc in locations])
+        form.state.choices = choices([("", _("Active and inactive")), ("active", _("Active")),
+                                      ("inactive", _("Inactive"))])
+        form.kind.choices = choices([("", _("People and companies"))] + list(_kind_labels().items()))
+        groups = list(db.session.scalars(select(CustomerGroup).order_by(CustomerGroup.name)))
+        form.group.choices = choices([("", _("Any group"))] + [(g.id, g.name) for g in groups])
     filters = _filters(form)
     if wants_csv():
         stmt = rules.search_statement(filters, current_user.location_ids)
