@@ -11,6 +11,7 @@ from flask_babel import format_currency, format_date, format_datetime, get_local
 from flask_babel import gettext as _
 from flask_babel import refresh as babel_refresh
 from flask_wtf.csrf import CSRFError
+from markupsafe import Markup, escape
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import HTTPException
 
@@ -88,6 +89,45 @@ def _translations():
     return translations
 
 
+def N_(message: str) -> str:
+    """Marks a message for extraction; translated where it is shown."""
+    return message
+
+
+# The state labels of badges and lists (msgids; translated per call, one look-up each).
+STATE_LABELS = {
+    "ordered": N_("Ordered"), "active": N_("Active"), "blocked": N_("Blocked"), "cancelled": N_("Cancelled"),
+    "draft": N_("Draft"), "issued": N_("Issued"), "paid": N_("Paid"), "unpaid": N_("Unpaid"),
+    "overdue": N_("Overdue"), "accepted": N_("Accepted"), "invalid": N_("Invalid"), "new": N_("New"),
+    "in_progress": N_("In progress"), "waiting_for_customer": N_("Waiting for customer"),
+    "resolved": N_("Resolved"), "closed": N_("Closed"), "unmatched": N_("Unmatched"),
+    "partial": N_("Partially paid"), "matched": N_("Matched"), "overpaid": N_("Overpaid"),
+    "running": N_("Running"), "done": N_("Done"), "failed": N_("Failed"), "pending": N_("Pending"),
+    "queued": N_("Queued"), "sent": N_("Sent"), "suspended": N_("Suspended"),
+}
+
+
+def _state_key(state) -> str:
+    value = getattr(state, "value", state)
+    return value if isinstance(value, str) else str(value)
+
+
+def state_label(state) -> Markup:
+    """The translated label of a state (a string or a StrEnum member); unknown states read as
+    their value with spaces, capitalised. What templates/_macros/tables.html exports."""
+    key = _state_key(state)
+    msgid = STATE_LABELS.get(key)
+    if msgid is None:
+        return escape(key.replace("_", " ").capitalize())
+    return escape(_translations().ugettext(msgid))
+
+
+def state_badge(state, label=None) -> Markup:
+    """<span class="badge badge-<value>">label</span>; the state's label unless one is given."""
+    return Markup('<span class="badge badge-%s">%s</span>') % (
+        _state_key(state), label if label else state_label(state))
+
+
 def init_web(app: Flask) -> None:
     if "gettext" in app.jinja_env.globals:
         # The same callables Flask-Babel installs, over the remembered translations.
@@ -140,6 +180,8 @@ def init_web(app: Flask) -> None:
 
     # Globals (not a context processor): imported macros see them too.
     app.jinja_env.globals["has_endpoint"] = has_endpoint
+    app.jinja_env.globals["portal_state_label"] = state_label
+    app.jinja_env.globals["portal_state_badge"] = state_badge
 
     @app.context_processor
     def _globals():
