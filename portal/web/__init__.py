@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
 
-from flask import Flask, g, render_template, request
+from flask import Flask, current_app, g, render_template, request, url_for
 from flask_babel import format_currency, format_date, format_datetime, get_locale, get_translations
 from flask_babel import gettext as _
 from flask_babel import refresh as babel_refresh
@@ -128,6 +128,31 @@ def state_badge(state, label=None) -> Markup:
         _state_key(state), label if label else state_label(state))
 
 
+def _is_current(endpoint: str, current: str | None, request_endpoint: str) -> bool:
+    if current:
+        return current == endpoint
+    ep = request_endpoint
+    return (ep == endpoint or ep.startswith(endpoint + ".") or ep.startswith(endpoint + "_")
+            or (endpoint.endswith("s") and ep.startswith(endpoint[:-1] + "_")))
+
+
+def nav_menu(items, user=None, current=None) -> Markup:
+    """The nav list of templates/_macros/nav.html (which exports this): items are (endpoint,
+    label) or (endpoint, label, right); shown when the endpoint exists and, for operators,
+    they hold the right; the current one is marked (`current`, else by endpoint prefix)."""
+    views = current_app.view_functions
+    visible = [item for item in items
+               if item[0] in views and (len(item) < 3 or item[2] is None or user is None or not user.is_operator
+                                        or user.has_right(item[2]))]
+    if not visible:
+        return Markup("")
+    ep = request.endpoint or ""
+    rows = [Markup('\n    <li><a href="%s"%s>%s</a></li>') % (
+        url_for(item[0]), Markup(' aria-current="page"') if _is_current(item[0], current, ep) else "", item[1])
+        for item in visible]
+    return Markup('<ul class="nav-list">') + Markup("").join(rows) + Markup("\n  </ul>")
+
+
 def init_web(app: Flask) -> None:
     if "gettext" in app.jinja_env.globals:
         # The same callables Flask-Babel installs, over the remembered translations.
@@ -182,6 +207,7 @@ def init_web(app: Flask) -> None:
     app.jinja_env.globals["has_endpoint"] = has_endpoint
     app.jinja_env.globals["portal_state_label"] = state_label
     app.jinja_env.globals["portal_state_badge"] = state_badge
+    app.jinja_env.globals["portal_nav_menu"] = nav_menu
 
     @app.context_processor
     def _globals():
