@@ -67,6 +67,11 @@ def money(amount, currency: str = "CZK") -> str:
 
 
 @lru_cache(maxsize=8192)
+def _date_text(locale: str, value: date, fmt: str) -> str:
+    return format_date(value, fmt)
+
+
+@lru_cache(maxsize=8192)
 def _money_text(locale: str, currency: str, amount: Decimal, _signed: bool) -> str:
     return format_currency(amount, currency)
 
@@ -221,7 +226,8 @@ def init_web(app: Flask) -> None:
         if isinstance(value, datetime):
             return format_datetime(value, fmt)
         if isinstance(value, date):
-            return format_date(value, fmt)
+            # A date (no time zone to convert to) reads the same for the same locale.
+            return _date_text(str(get_locale() or ""), value, fmt)
         return value
 
     app.jinja_env.filters["date"] = _date
