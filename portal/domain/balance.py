@@ -9,11 +9,12 @@ function here issues a fixed number of SQL statements, however many rows there a
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from portal.domain import DomainError
@@ -24,6 +25,9 @@ from portal.models.base import ZERO
 BALANCE_TYPES = (*PAYABLE_TYPES, InvoiceType.CREDIT_NOTE)
 # Within a day: documents first, then the money that paid them.
 _KIND_ORDER = {"invoice": 0, "credit_note": 1, "payment": 2}
+# The corrected invoice of a credit note, aliased once: an alias builds proxies of all the
+# table's columns, which cost about a millisecond a page when made per call.
+_CORRECTED = aliased(Invoice, name="corrected")
 _SOURCE_LABEL = {
     PaymentSource.BANK_IMPORT: "bank transfer",
     PaymentSource.MANUAL: "payment",
@@ -35,22 +39,32 @@ _SOURCE_LABEL = {
 def customer_balance(session: Session, customer_id: int, *, as_of: date | None = None) -> dict[str, Decimal]:
     """{currency: balance} — positive = the customer owes — as of the end of `as_of` (default:
     everything). Two SQL statements. Currencies the customer never dealt in are absent."""
-    corrected = aliased(Invoice, name="corrected")
+    invoices, paid = _balance_statements(as_of is not None)
+    params = {"customer_id": customer_id, "as_of": as_of} if as_of is not None else {"customer_id": customer_id}
+    balance: dict[str, Decimal] = {}
+    for currency, total in session.execute(invoices, params):
+        balance[_cur(currency)] = balance.get(_cur(currency), ZERO) + _money(total)
+    for currency, total in session.execute(paid, params):
+        balance[_cur(currency)] = balance.get(_cur(currency), ZERO) - _money(total)
+    return dict(sorted(balance.items()))
+
+
+@functools.cache
+def _balance_statements(with_as_of: bool):
+    """customer_balance's two statements, built once with bound parameters (building them and
+    their cache keys cost ~0.2 ms a call)."""
+    corrected = _CORRECTED
+    customer_id = bindparam("customer_id")
     invoices = (
         select(Invoice.currency, func.sum(Invoice.gross_total))
         .outerjoin(corrected, corrected.id == Invoice.corrects_id)
         .where(Invoice.customer_id == customer_id, *_counted(corrected))
     )
     paid = select(Payment.currency, func.sum(Payment.amount)).where(Payment.customer_id == customer_id)
-    if as_of is not None:
-        invoices = invoices.where(Invoice.issue_date <= as_of)
-        paid = paid.where(Payment.received_on <= as_of)
-    balance: dict[str, Decimal] = {}
-    for currency, total in session.execute(invoices.group_by(Invoice.currency)):
-        balance[_cur(currency)] = balance.get(_cur(currency), ZERO) + _money(total)
-    for currency, total in session.execute(paid.group_by(Payment.currency)):
-        balance[_cur(currency)] = balance.get(_cur(currency), ZERO) - _money(total)
-    return dict(sorted(balance.items()))
+    if with_as_of:
+        invoices = invoices.where(Invoice.issue_date <= bindparam("as_of"))
+        paid = paid.where(Payment.received_on <= bindparam("as_of"))
+    return invoices.group_by(Invoice.currency), paid.group_by(Payment.currency)
 
 
 def _counted(corrected) -> tuple:
@@ -105,7 +119,7 @@ def customer_statement(session: Session, customer_id: int, start: date, end: dat
     if start > end:
         raise DomainError("The statement must start before it ends.", field="start")
     opening = customer_balance(session, customer_id, as_of=start - timedelta(days=1))
-    corrected = aliased(Invoice, name="corrected")
+    corrected = _CORRECTED
     invoice_rows = session.execute(
         select(Invoice, corrected.number)
         .outerjoin(corrected, corrected.id == Invoice.corrects_id)

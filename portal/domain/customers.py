@@ -14,6 +14,7 @@ Rules:
 """
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -22,7 +23,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from flask_babel import gettext as _
-from sqlalchemy import and_, func, or_, select, union
+from sqlalchemy import and_, bindparam, func, or_, select, union
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload
 from stdnum import iban as stdnum_iban
@@ -774,15 +775,15 @@ class CustomerSummary:
 def customer_summary(session: Session, customer: Customer, today: date | None = None) -> CustomerSummary:
     """A fixed number of statements, however long the customer's history."""
     today = today or date.today()
-    rows = session.execute(open_invoices_query(customer.id).limit(20)).all()
+    open_stmt, by_state_stmt = _summary_statements()
+    params = {"customer_id": customer.id}
+    rows = session.execute(open_stmt, params).all()
     open_invoices = [(inv, invoice_due(inv, credited)) for inv, credited in rows]
     overdue: dict[str, Decimal] = {}
     for inv, due in open_invoices:
         if inv.due_date < today:
             overdue[inv.currency.value] = overdue.get(inv.currency.value, ZERO) + due
-    by_state = dict(session.execute(
-        select(CustomerService.state, func.count()).where(CustomerService.customer_id == customer.id)
-        .group_by(CustomerService.state)).all())
+    by_state = dict(session.execute(by_state_stmt, params).all())
     never, until = active_exceptions(session, customer.id, today)
     return CustomerSummary(
         balance=customer_balance(session, customer.id),
@@ -795,6 +796,16 @@ def customer_summary(session: Session, customer: Customer, today: date | None = 
     )
 
 
+@functools.cache
+def _summary_statements():
+    """customer_summary's own statements, built once with the customer bound (building them
+    and their cache keys cost ~0.3 ms a page)."""
+    customer_id = bindparam("customer_id")
+    return (open_invoices_query(customer_id).limit(20),
+            select(CustomerService.state, func.count()).where(CustomerService.customer_id == customer_id)
+            .group_by(CustomerService.state))
+
+
 SERVICE_STATES = [s.value for s in ServiceState]
 
 
@@ -802,9 +813,12 @@ SERVICE_STATES = [s.value for s in ServiceState]
 
 def impersonation_login(session: Session, customer: Customer) -> CustomerLogin | None:
     """The selfcare login staff view the customer through: the oldest active one."""
-    return session.scalar(select(CustomerLogin).where(CustomerLogin.customer_id == customer.id,
-                                                      CustomerLogin.active.is_(True))
-                          .order_by(CustomerLogin.id).limit(1))
+    return session.scalar(_IMPERSONATION_LOGIN, {"customer_id": customer.id})
+
+
+_IMPERSONATION_LOGIN = (select(CustomerLogin)
+                        .where(CustomerLogin.customer_id == bindparam("customer_id"), CustomerLogin.active.is_(True))
+                        .order_by(CustomerLogin.id).limit(1))
 
 
 def start_impersonation(session: Session, actor: Actor, customer: Customer) -> CustomerLogin:

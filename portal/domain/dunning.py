@@ -31,7 +31,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import literal, select
+from sqlalchemy import bindparam, literal, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from portal.domain import DomainError, lifecycle
@@ -180,12 +180,18 @@ def ladder_for(customer: Customer, all_ladders: dict[int | None, list[ReminderLe
 
 
 def open_case(session: Session, customer_id: int) -> DebtRecoveryCase | None:
-    return session.scalar(
-        select(DebtRecoveryCase)
-        .where(DebtRecoveryCase.customer_id == customer_id, DebtRecoveryCase.state != CaseState.CLOSED)
-        .order_by(DebtRecoveryCase.id.desc())
-        .limit(1)
-    )
+    return session.scalar(_OPEN_CASE, {"customer_id": customer_id})
+
+
+# Pages ask these for every customer they show: built once, with the customer bound.
+_OPEN_CASE = (
+    select(DebtRecoveryCase)
+    .where(DebtRecoveryCase.customer_id == bindparam("customer_id"), DebtRecoveryCase.state != CaseState.CLOSED)
+    .order_by(DebtRecoveryCase.id.desc())
+    .limit(1)
+)
+_ACTIVE_EXCEPTIONS = select(BlockingException).where(
+    BlockingException.customer_id == bindparam("customer_id"), BlockingException.revoked_at.is_(None))
 
 
 def _exception_state(exceptions: list[BlockingException], on: date) -> tuple[bool, date | None]:
@@ -202,10 +208,7 @@ def _exception_state(exceptions: list[BlockingException], on: date) -> tuple[boo
 
 def active_exceptions(session: Session, customer_id: int, on: date) -> tuple[bool, date | None]:
     """(never block?, postponed until) from the customer's unrevoked exceptions on `on`."""
-    return _exception_state(list(session.scalars(
-        select(BlockingException).where(BlockingException.customer_id == customer_id,
-                                        BlockingException.revoked_at.is_(None))
-    )), on)
+    return _exception_state(list(session.scalars(_ACTIVE_EXCEPTIONS, {"customer_id": customer_id})), on)
 
 
 def services_blocked_by(session: Session, case: DebtRecoveryCase) -> list[CustomerService]:

@@ -1,11 +1,12 @@
 """Landing-page figures for both faces, each in a fixed number of queries."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy import and_, bindparam, case, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased, joinedload
 
 from portal.domain.payments import (
@@ -54,33 +55,43 @@ def open_invoices_query(customer_id: int):
     return open_invoice_rows(customer_id).with_only_columns(Invoice)
 
 
+@functools.cache
+def _customer_overview_statements():
+    """The overview's statements, built once with the customer as a bound parameter:
+    building them and their cache keys cost ~0.3 ms a page."""
+    customer_id = bindparam("customer_id")
+    services = (
+        select(CustomerService)
+        .options(joinedload(CustomerService.definition))
+        .where(CustomerService.customer_id == customer_id, CustomerService.state != ServiceState.CANCELLED)
+        .order_by(CustomerService.id)
+    )
+    open_rows = open_invoice_rows(customer_id).limit(50)
+    latest_invoices = (
+        select(Invoice).where(Invoice.customer_id == customer_id)
+        .order_by(Invoice.issue_date.desc(), Invoice.id.desc()).limit(5)
+    )
+    latest_payments = (
+        select(Payment).where(Payment.customer_id == customer_id)
+        .order_by(Payment.received_on.desc(), Payment.id.desc()).limit(5)
+    )
+    open_requests = select(func.count()).select_from(CustomerRequest).where(
+        CustomerRequest.customer_id == customer_id, CustomerRequest.state.in_(OPEN_REQUEST_STATES)
+    )
+    return services, open_rows, latest_invoices, latest_payments, open_requests
+
+
 def customer_overview(session: Session, customer_id: int, today: date | None = None) -> CustomerOverview:
     today = today or date.today()
-    services = list(
-        session.scalars(
-            select(CustomerService)
-            .options(joinedload(CustomerService.definition))
-            .where(CustomerService.customer_id == customer_id, CustomerService.state != ServiceState.CANCELLED)
-            .order_by(CustomerService.id)
-        )
-    )
-    open_rows = session.execute(open_invoice_rows(customer_id).limit(50)).all()
+    services_stmt, open_rows_stmt, latest_invoices_stmt, latest_payments_stmt, open_requests_stmt = (
+        _customer_overview_statements())
+    params = {"customer_id": customer_id}
+    services = list(session.scalars(services_stmt, params))
+    open_rows = session.execute(open_rows_stmt, params).all()
     open_invoices = [inv for inv, _ in open_rows]
-    latest_invoices = list(
-        session.scalars(
-            select(Invoice).where(Invoice.customer_id == customer_id).order_by(Invoice.issue_date.desc(), Invoice.id.desc()).limit(5)
-        )
-    )
-    latest_payments = list(
-        session.scalars(
-            select(Payment).where(Payment.customer_id == customer_id).order_by(Payment.received_on.desc(), Payment.id.desc()).limit(5)
-        )
-    )
-    open_requests = session.scalar(
-        select(func.count()).select_from(CustomerRequest).where(
-            CustomerRequest.customer_id == customer_id, CustomerRequest.state.in_(OPEN_REQUEST_STATES)
-        )
-    ) or 0
+    latest_invoices = list(session.scalars(latest_invoices_stmt, params))
+    latest_payments = list(session.scalars(latest_payments_stmt, params))
+    open_requests = session.scalar(open_requests_stmt, params) or 0
     amount_due: dict[str, Decimal] = {}
     overdue: dict[str, Decimal] = {}
     for inv, credited in open_rows:

@@ -4,14 +4,14 @@ templates show in a fixed number of queries (selectinload / joinedload), whateve
 from __future__ import annotations
 
 from datetime import date
-from functools import wraps
+from functools import cache, wraps
 
 import segno
 from flask import abort, current_app, flash, g, make_response, redirect, request, url_for
 from flask_babel import format_date
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from portal.auth.sessions import active_sessions, current_auth_session, start_session
@@ -343,9 +343,22 @@ def agreement_detail(agreement_id: int):
 # ---------------------------------------------------------------------------------- invoices
 
 def _invoice_years(customer_id: int) -> list[int]:
-    return list(db.session.scalars(
-        select(Invoice.year).where(Invoice.customer_id == customer_id).distinct().order_by(Invoice.year.desc())
-    ))
+    return list(db.session.scalars(_invoice_list_statements()["years"], {"customer_id": customer_id}))
+
+
+@cache
+def _invoice_list_statements() -> dict:
+    """The invoice list's statements, built once with bound parameters (building them and
+    their cache keys cost about a millisecond a page)."""
+    customer_id = bindparam("customer_id")
+    unpaid = open_invoices_query(customer_id).order_by(None).order_by(Invoice.due_date.desc(), Invoice.id.desc())
+    every = select(Invoice).where(Invoice.customer_id == customer_id).order_by(Invoice.issue_date.desc(), Invoice.id.desc())
+    year = bindparam("year")
+    return {
+        "years": select(Invoice.year).where(Invoice.customer_id == customer_id).distinct().order_by(Invoice.year.desc()),
+        (True, False): unpaid, (True, True): unpaid.where(Invoice.year == year),
+        (False, False): every, (False, True): every.where(Invoice.year == year),
+    }
 
 
 @bp.get("/invoices")
@@ -356,13 +369,9 @@ def invoices():
     form.year.choices = choices([("", _("All years"))] + [(y, str(y)) for y in years])
     year = form.year.data if form.year.data in years else None
     unpaid = bool(form.unpaid.data)
-    if unpaid:
-        stmt = open_invoices_query(_cid()).order_by(None).order_by(Invoice.due_date.desc(), Invoice.id.desc())
-    else:
-        stmt = select(Invoice).where(Invoice.customer_id == _cid()).order_by(Invoice.issue_date.desc(), Invoice.id.desc())
-    if year is not None:
-        stmt = stmt.where(Invoice.year == year)
-    page = paginate(stmt, page_number(request.args.get("page")), PER_PAGE)
+    stmt = _invoice_list_statements()[unpaid, year is not None]
+    page = paginate(stmt, page_number(request.args.get("page")), PER_PAGE,
+                    params={"customer_id": _cid(), "year": year} if year is not None else {"customer_id": _cid()})
     params = {"year": year, "unpaid": "y" if unpaid else None}
     return render("selfcare/invoices.html", block="invoice_table", page=page, form=form, params=params,
                   today=date.today())
@@ -394,27 +403,34 @@ def invoice_pdf(invoice_id: int):
     return send_document(doc)
 
 
+@cache
+def _invoice_detail_statements():
+    """The invoice page's statements, built once with bound parameters (building them and
+    their cache keys cost ~0.3 ms a page)."""
+    invoice_id = bindparam("invoice_id")
+    return (
+        select(InvoiceLine).where(InvoiceLine.invoice_id == invoice_id).order_by(InvoiceLine.position, InvoiceLine.id),
+        select(InvoiceVat).where(InvoiceVat.invoice_id == invoice_id).order_by(InvoiceVat.vat_rate),
+        select(PaymentAllocation)
+        .options(joinedload(PaymentAllocation.payment))
+        .where(PaymentAllocation.invoice_id == invoice_id)
+        .order_by(PaymentAllocation.at, PaymentAllocation.id),
+        select(Invoice).where(Invoice.id == invoice_id, Invoice.customer_id == bindparam("customer_id")),
+    )
+
+
 @bp.get("/invoices/<int:invoice_id>")
 @customer_required
 def invoice_detail(invoice_id: int):
     invoice = owned_or_404(Invoice, invoice_id)
-    lines = db.session.scalars(
-        select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id).order_by(InvoiceLine.position, InvoiceLine.id)
-    ).all()
-    vat = db.session.scalars(
-        select(InvoiceVat).where(InvoiceVat.invoice_id == invoice.id).order_by(InvoiceVat.vat_rate)
-    ).all()
-    allocations = db.session.scalars(
-        select(PaymentAllocation)
-        .options(joinedload(PaymentAllocation.payment))
-        .where(PaymentAllocation.invoice_id == invoice.id)
-        .order_by(PaymentAllocation.at, PaymentAllocation.id)
-    ).all()
+    lines_stmt, vat_stmt, allocations_stmt, corrects_stmt = _invoice_detail_statements()
+    params = {"invoice_id": invoice.id}
+    lines = db.session.scalars(lines_stmt, params).all()
+    vat = db.session.scalars(vat_stmt, params).all()
+    allocations = db.session.scalars(allocations_stmt, params).all()
     corrects = None
     if invoice.corrects_id is not None:
-        corrects = db.session.scalar(
-            select(Invoice).where(Invoice.id == invoice.corrects_id, Invoice.customer_id == _cid())
-        )
+        corrects = db.session.scalar(corrects_stmt, {"invoice_id": invoice.corrects_id, "customer_id": _cid()})
     return render("selfcare/invoice_detail.html", invoice=invoice, lines=lines, vat=vat, allocations=allocations,
                   corrects=corrects, supplier=invoice.supplier or {}, today=date.today(), qr=_payment_qr(invoice))
 

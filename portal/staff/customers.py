@@ -43,7 +43,7 @@ from portal.models import (
 from portal.selfcare.forms import _int_or_none, choices
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, scoped_customer_or_404, wants_csv
-from portal.web.access import requires
+from portal.web.access import in_operator_locations, requires
 from portal.web.htmx import is_htmx, render
 from portal.web.pagination import Page, page_number, paginate
 
@@ -245,11 +245,15 @@ def _csv_rows(stmt):
 def customers():
     form = CustomerFilterForm(request.args)
     locations = _allowed_locations()
-    form.location.choices = choices([("", _("All locations"))] + [(loc.id, loc.name) for loc in locations])
-    form.state.choices = choices([("", _("Active and inactive")), ("active", _("Active")), ("inactive", _("Inactive"))])
-    form.kind.choices = choices([("", _("People and companies"))] + list(_kind_labels().items()))
-    groups = list(db.session.scalars(select(CustomerGroup).order_by(CustomerGroup.name)))
-    form.group.choices = choices([("", _("Any group"))] + [(g.id, g.name) for g in groups])
+    if not is_htmx():
+        # The filter form is shown on the full page only: live search renders the results
+        # block, and reading the fields' data needs no choices.
+        form.location.choices = choices([("", _("All locations"))] + [(loc.id, loc.name) for loc in locations])
+        form.state.choices = choices([("", _("Active and inactive")), ("active", _("Active")),
+                                      ("inactive", _("Inactive"))])
+        form.kind.choices = choices([("", _("People and companies"))] + list(_kind_labels().items()))
+        groups = list(db.session.scalars(select(CustomerGroup).order_by(CustomerGroup.name)))
+        form.group.choices = choices([("", _("Any group"))] + [(g.id, g.name) for g in groups])
     filters = _filters(form)
     if wants_csv():
         stmt = rules.search_statement(filters, current_user.location_ids)
@@ -572,16 +576,33 @@ def detail_url(endpoint: str, ident: int) -> str | None:
     return None
 
 
+def _page_customer_or_404(customer_id, tab: str) -> Customer:
+    """scoped_customer_or_404 with what the page shows loaded along: the location (every
+    tab's header) and, on the overview, the billing plan, contacts, addresses and groups —
+    one statement plus one per collection instead of a lazy load each."""
+    try:
+        ident = int(customer_id)
+    except (TypeError, ValueError):
+        abort(404)
+    stmt = select(Customer).where(Customer.id == ident).options(joinedload(Customer.location))
+    if tab == "overview":
+        stmt = stmt.options(joinedload(Customer.billing_plan), selectinload(Customer.contacts),
+                            selectinload(Customer.addresses), selectinload(Customer.groups))
+    customer = db.session.scalar(in_operator_locations(stmt, Customer.location_id))
+    if customer is None:
+        abort(404)
+    return customer
+
+
 def _customer_page(customer_id, tab: str):
     if tab not in TABS:
         abort(404)
     if tab == "audit" and not current_user.has_right("audit.read"):
         abort(403)
-    customer = scoped_customer_or_404(customer_id)
+    customer = _page_customer_or_404(customer_id, tab)
     ctx = {"customer": customer, "tab": tab, "tabs": _visible_tabs(), "tab_labels": _tab_labels(),
            "action_form": ActionForm(), "today": date.today(), "detail_url": detail_url}
     if tab == "overview":
-        db.session.refresh(customer, ["contacts", "addresses", "groups"])
         ctx["summary"] = rules.customer_summary(db.session, customer)
         ctx["service_states"] = rules.SERVICE_STATES
         ctx["login"] = rules.impersonation_login(db.session, customer)

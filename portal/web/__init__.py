@@ -4,12 +4,14 @@ from __future__ import annotations
 import secrets
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 
-from flask import Flask, g, render_template, request
-from flask_babel import format_currency, format_date, format_datetime, get_locale
+from flask import Flask, current_app, g, render_template, request, url_for
+from flask_babel import format_currency, format_date, format_datetime, get_locale, get_translations
 from flask_babel import gettext as _
 from flask_babel import refresh as babel_refresh
 from flask_wtf.csrf import CSRFError
+from markupsafe import Markup, escape
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import HTTPException
 
@@ -56,10 +58,116 @@ def _error_page(status: int, message: str | None = None, error: Exception | None
 def money(amount, currency: str = "CZK") -> str:
     if amount is None:
         return ""
-    return format_currency(Decimal(amount), str(currency))
+    amount = Decimal(amount)
+    if not amount.is_finite():
+        return format_currency(amount, str(currency))
+    # Babel's currency formatting costs ~15-60 µs a call and lists repeat the same amounts:
+    # remember the text per locale, currency and value (the sign too: -0.00 equals 0.00).
+    return _money_text(str(get_locale() or ""), str(currency), amount, amount.is_signed())
+
+
+@lru_cache(maxsize=8192)
+def _date_text(locale: str, value: date, fmt: str) -> str:
+    return format_date(value, fmt)
+
+
+@lru_cache(maxsize=8192)
+def _money_text(locale: str, currency: str, amount: Decimal, _signed: bool) -> str:
+    return format_currency(amount, currency)
+
+
+def _translations():
+    """flask_babel.get_translations(), remembered on the request's Babel context for as long
+    as its locale and domain stay the same objects (refresh() and force_locale() replace the
+    locale): templates call `_()` dozens of times a page, and each lookup through Flask-Babel
+    costs several context-local look-ups."""
+    try:
+        ctx = g._flask_babel
+    except (AttributeError, RuntimeError):
+        return get_translations()
+    locale = getattr(ctx, "babel_locale", None)
+    cached = getattr(ctx, "portal_translations", None)
+    if cached is not None and locale is not None and cached[0] is locale and cached[1] is getattr(ctx, "babel_domain", None):
+        return cached[2]
+    translations = get_translations()
+    ctx.portal_translations = (getattr(ctx, "babel_locale", None), getattr(ctx, "babel_domain", None), translations)
+    return translations
+
+
+def N_(message: str) -> str:
+    """Marks a message for extraction; translated where it is shown."""
+    return message
+
+
+# The state labels of badges and lists (msgids; translated per call, one look-up each).
+STATE_LABELS = {
+    "ordered": N_("Ordered"), "active": N_("Active"), "blocked": N_("Blocked"), "cancelled": N_("Cancelled"),
+    "draft": N_("Draft"), "issued": N_("Issued"), "paid": N_("Paid"), "unpaid": N_("Unpaid"),
+    "overdue": N_("Overdue"), "accepted": N_("Accepted"), "invalid": N_("Invalid"), "new": N_("New"),
+    "in_progress": N_("In progress"), "waiting_for_customer": N_("Waiting for customer"),
+    "resolved": N_("Resolved"), "closed": N_("Closed"), "unmatched": N_("Unmatched"),
+    "partial": N_("Partially paid"), "matched": N_("Matched"), "overpaid": N_("Overpaid"),
+    "running": N_("Running"), "done": N_("Done"), "failed": N_("Failed"), "pending": N_("Pending"),
+    "queued": N_("Queued"), "sent": N_("Sent"), "suspended": N_("Suspended"),
+}
+
+
+def _state_key(state) -> str:
+    value = getattr(state, "value", state)
+    return value if isinstance(value, str) else str(value)
+
+
+def state_label(state) -> Markup:
+    """The translated label of a state (a string or a StrEnum member); unknown states read as
+    their value with spaces, capitalised. What templates/_macros/tables.html exports."""
+    key = _state_key(state)
+    msgid = STATE_LABELS.get(key)
+    if msgid is None:
+        return escape(key.replace("_", " ").capitalize())
+    return escape(_translations().ugettext(msgid))
+
+
+def state_badge(state, label=None) -> Markup:
+    """<span class="badge badge-<value>">label</span>; the state's label unless one is given."""
+    return Markup('<span class="badge badge-%s">%s</span>') % (
+        _state_key(state), label if label else state_label(state))
+
+
+def _is_current(endpoint: str, current: str | None, request_endpoint: str) -> bool:
+    if current:
+        return current == endpoint
+    ep = request_endpoint
+    return (ep == endpoint or ep.startswith(endpoint + ".") or ep.startswith(endpoint + "_")
+            or (endpoint.endswith("s") and ep.startswith(endpoint[:-1] + "_")))
+
+
+def nav_menu(items, user=None, current=None) -> Markup:
+    """The nav list of templates/_macros/nav.html (which exports this): items are (endpoint,
+    label) or (endpoint, label, right); shown when the endpoint exists and, for operators,
+    they hold the right; the current one is marked (`current`, else by endpoint prefix)."""
+    views = current_app.view_functions
+    visible = [item for item in items
+               if item[0] in views and (len(item) < 3 or item[2] is None or user is None or not user.is_operator
+                                        or user.has_right(item[2]))]
+    if not visible:
+        return Markup("")
+    ep = request.endpoint or ""
+    rows = [Markup('\n    <li><a href="%s"%s>%s</a></li>') % (
+        url_for(item[0]), Markup(' aria-current="page"') if _is_current(item[0], current, ep) else "", item[1])
+        for item in visible]
+    return Markup('<ul class="nav-list">') + Markup("").join(rows) + Markup("\n  </ul>")
 
 
 def init_web(app: Flask) -> None:
+    if "gettext" in app.jinja_env.globals:
+        # The same callables Flask-Babel installs, over the remembered translations.
+        app.jinja_env.install_gettext_callables(
+            gettext=lambda s: _translations().ugettext(s),
+            ngettext=lambda s, p, n: _translations().ungettext(s, p, n),
+            newstyle=True,
+            pgettext=lambda c, s: _translations().upgettext(c, s),
+            npgettext=lambda c, s, p, n: _translations().unpgettext(c, s, p, n),
+        )
     app.after_request(_security_headers)
 
     @app.before_request
@@ -102,6 +210,9 @@ def init_web(app: Flask) -> None:
 
     # Globals (not a context processor): imported macros see them too.
     app.jinja_env.globals["has_endpoint"] = has_endpoint
+    app.jinja_env.globals["portal_state_label"] = state_label
+    app.jinja_env.globals["portal_state_badge"] = state_badge
+    app.jinja_env.globals["portal_nav_menu"] = nav_menu
 
     @app.context_processor
     def _globals():
@@ -115,7 +226,8 @@ def init_web(app: Flask) -> None:
         if isinstance(value, datetime):
             return format_datetime(value, fmt)
         if isinstance(value, date):
-            return format_date(value, fmt)
+            # A date (no time zone to convert to) reads the same for the same locale.
+            return _date_text(str(get_locale() or ""), value, fmt)
         return value
 
     app.jinja_env.filters["date"] = _date
