@@ -25,6 +25,9 @@ class DefaultConfig:
     REMEMBER_COOKIE_SAMESITE = "Lax"
     PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
     SESSION_IDLE_TIMEOUT = timedelta(hours=2)
+    # The cookie's lifetime runs from login like the session row's expires_at: re-signing
+    # and re-sending an unchanged cookie on every response (~0.1 ms) would extend nothing.
+    SESSION_REFRESH_EACH_REQUEST = False
 
     # CSRF: no time limit — a long-open page must still submit (the token is bound to the session).
     WTF_CSRF_TIME_LIMIT = None

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from functools import lru_cache
 
-from sqlalchemy import JSON, Boolean, Column, ForeignKey, Integer, String, Table, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+    bindparam,
+    event,
+    select,
+)
+from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from .base import Base, StrEnumType, TimestampMixin, UTCDateTime
 from .customers import Customer, Language, Location
@@ -167,7 +180,13 @@ class Operator(_Principal, TimestampMixin, Base):
     def rights(self) -> frozenset[str]:
         cached = self.__dict__.get("_rights_cache")
         if cached is None:
-            cached = frozenset(r.code for role in self.roles for r in role.rights)
+            if object_session(self) is None:
+                cached = frozenset(r.code for role in self.roles for r in role.rights)
+            else:
+                # One statement for the codes instead of the roles and their rights as
+                # objects (the session lookup leaves roles out; a list of operators may
+                # have loaded them, which must not change what a page costs).
+                cached = frozenset(object_session(self).scalars(_rights_of(), {"operator_id": self.id}))
             self.__dict__["_rights_cache"] = cached
         return cached
 
@@ -177,7 +196,36 @@ class Operator(_Principal, TimestampMixin, Base):
     @property
     def location_ids(self) -> frozenset[int] | None:
         """None means every location."""
-        return frozenset(loc.id for loc in self.locations) or None
+        cached = self.__dict__.get("_location_ids_cache")
+        if cached is None:
+            if object_session(self) is None:
+                cached = frozenset(loc.id for loc in self.locations)
+            else:
+                cached = frozenset(object_session(self).scalars(_locations_of(), {"operator_id": self.id}))
+            self.__dict__["_location_ids_cache"] = cached
+        return cached or None
+
+
+@event.listens_for(Operator, "expire")
+def _forget_rights(operator, _attrs):
+    # What was read for this object is as stale as its expired attributes. (Not on a
+    # "refresh" that only fills unloaded attributes: a list that loads this operator as an
+    # assignee must not cost the page another statement.)
+    operator.__dict__.pop("_rights_cache", None)
+    operator.__dict__.pop("_location_ids_cache", None)
+
+
+@lru_cache(maxsize=1)
+def _rights_of():
+    return (select(Right.code)
+            .join(role_rights, role_rights.c.right_id == Right.id)
+            .join(operator_roles, operator_roles.c.role_id == role_rights.c.role_id)
+            .where(operator_roles.c.operator_id == bindparam("operator_id")))
+
+
+@lru_cache(maxsize=1)
+def _locations_of():
+    return select(operator_locations.c.location_id).where(operator_locations.c.operator_id == bindparam("operator_id"))
 
 
 class AuthSession(TimestampMixin, Base):
