@@ -25,7 +25,7 @@ from decimal import Decimal, InvalidOperation
 from flask_babel import gettext as _
 from sqlalchemy import and_, bindparam, func, or_, select, union
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm import Session, joinedload
 from stdnum import iban as stdnum_iban
 from stdnum.eu import vat as stdnum_vat
 from stdnum.exceptions import ValidationError
@@ -216,6 +216,19 @@ def search_statement(filters: CustomerFilters, location_ids: Iterable[int] | Non
 class SearchResult:
     items: list[Customer]
     total: int
+    # customer id → {ContactKind.EMAIL: value, ContactKind.PHONE: value}: the primary one of
+    # each kind, else the first (what the list shows; see primary_contact).
+    contacts: dict[int, dict[ContactKind, str]] = field(default_factory=dict)
+
+
+@functools.cache
+def _listed_contacts():
+    """The e-mails and phones of a page of customers as plain rows: loading every contact
+    as an object (selectinload) cost a third of the search's time."""
+    return (select(Contact.customer_id, Contact.kind, Contact.value)
+            .where(Contact.customer_id.in_(bindparam("ids", expanding=True)),
+                   Contact.kind.in_((ContactKind.EMAIL, ContactKind.PHONE)))
+            .order_by(Contact.customer_id, Contact.primary.desc(), Contact.id))
 
 
 def search_customers(session: Session, query: str, location_ids: Iterable[int] | None, *,
@@ -224,15 +237,17 @@ def search_customers(session: Session, query: str, location_ids: Iterable[int] |
     symbol (the customer's, a service's or an invoice's), company id, e-mail (prefix), phone
     (prefix; with or without the country code) or street and house number (prefix of the
     billing or a further address), limited to `location_ids` (None = every location). Three
-    statements: count, page, contacts."""
+    statements: count, page, the page's e-mails and phones."""
     filters = filters or CustomerFilters()
     filters.query = query or ""
     stmt = search_statement(filters, location_ids)
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    items = list(session.scalars(
-        stmt.options(joinedload(Customer.location), selectinload(Customer.contacts)).limit(limit).offset(offset)
-    ))
-    return SearchResult(items=items, total=total)
+    items = list(session.scalars(stmt.options(joinedload(Customer.location)).limit(limit).offset(offset)))
+    contacts: dict[int, dict[ContactKind, str]] = {}
+    if items:
+        for customer_id, kind, value in session.execute(_listed_contacts(), {"ids": [c.id for c in items]}):
+            contacts.setdefault(customer_id, {}).setdefault(kind, value)
+    return SearchResult(items=items, total=total, contacts=contacts)
 
 
 def primary_contact(customer: Customer, kind: ContactKind) -> Contact | None:

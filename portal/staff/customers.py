@@ -267,7 +267,7 @@ def customers():
     params = {k: v for k, v in request.args.items() if k in ("q", "location", "state", "kind", "group") and v}
     return render("staff/customers/list.html", block="results", form=form, page=page, params=params,
                   show_location=len(locations) > 1, email_kind=ContactKind.EMAIL, phone_kind=ContactKind.PHONE,
-                  primary_contact=rules.primary_contact, can_write=current_user.has_right("customers.write"))
+                  contacts=found.contacts, can_write=current_user.has_right("customers.write"))
 
 
 # ---------------------------------------------------------------------------------- create / edit

@@ -146,16 +146,32 @@ def nav_menu(items, user=None, current=None) -> Markup:
     label) or (endpoint, label, right); shown when the endpoint exists and, for operators,
     they hold the right; the current one is marked (`current`, else by endpoint prefix)."""
     views = current_app.view_functions
-    visible = [item for item in items
-               if item[0] in views and (len(item) < 3 or item[2] is None or user is None or not user.is_operator
-                                        or user.has_right(item[2]))]
+    visible = tuple((item[0], item[1]) for item in items
+                    if item[0] in views and (len(item) < 3 or item[2] is None or user is None or not user.is_operator
+                                             or user.has_right(item[2])))
     if not visible:
         return Markup("")
-    ep = request.endpoint or ""
+    # Every page renders the same few menus: remember each (its links and labels, the page
+    # it marks, the application root the links start from).
+    return _nav_markup(visible, current, request.endpoint or "", request.script_root)
+
+
+@lru_cache(maxsize=1024)
+def _nav_markup(visible: tuple, current: str | None, ep: str, _script_root: str) -> Markup:
     rows = [Markup('\n    <li><a href="%s"%s>%s</a></li>') % (
-        url_for(item[0]), Markup(' aria-current="page"') if _is_current(item[0], current, ep) else "", item[1])
-        for item in visible]
+        url_for(endpoint), Markup(' aria-current="page"') if _is_current(endpoint, current, ep) else "", label)
+        for endpoint, label in visible]
     return Markup('<ul class="nav-list">') + Markup("").join(rows) + Markup("\n  </ul>")
+
+
+@lru_cache(maxsize=256)
+def _static_url(filename: str, _script_root: str) -> str:
+    return url_for("static", filename=filename)
+
+
+def static_url(filename: str) -> str:
+    """url_for('static', filename=...) remembered: the layout links the same files on every page."""
+    return _static_url(filename, request.script_root)
 
 
 def init_web(app: Flask) -> None:
@@ -213,6 +229,7 @@ def init_web(app: Flask) -> None:
     app.jinja_env.globals["portal_state_label"] = state_label
     app.jinja_env.globals["portal_state_badge"] = state_badge
     app.jinja_env.globals["portal_nav_menu"] = nav_menu
+    app.jinja_env.globals["static_url"] = static_url
 
     @app.context_processor
     def _globals():
