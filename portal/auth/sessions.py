@@ -146,8 +146,7 @@ def _valid_row(token, include_pending: bool) -> AuthSession | None:
     if operator is not None:
         # Rights and locations are read once per request (an object can outlive a request
         # when the database session does: tests, CLI).
-        operator.__dict__.pop("_rights_cache", None)
-        operator.__dict__.pop("_location_ids_cache", None)
+        operator.__dict__.pop("_access_cache", None)
     if principal is None or not principal.active or principal.session_version != row.session_version:
         return None
     if row.second_factor_pending and not include_pending:

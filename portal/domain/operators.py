@@ -249,7 +249,7 @@ def update_operator(session: Session, actor: Actor, op: Operator, *, name: str, 
     _check_admins(session, actor, operator=op, role_ids=[r.id for r in roles], field="role_ids")
     before = _snapshot(op)
     op.name, op.roles, op.locations = name, roles, locations
-    op.__dict__.pop("_rights_cache", None)
+    op.__dict__.pop("_access_cache", None)
     session.flush()
     return _record_change(session, actor, "operator.updated", op, before)
 

@@ -16,8 +16,11 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     bindparam,
+    cast,
     event,
+    literal_column,
     select,
+    union_all,
 )
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
@@ -178,54 +181,53 @@ class Operator(_Principal, TimestampMixin, Base):
 
     @property
     def rights(self) -> frozenset[str]:
-        cached = self.__dict__.get("_rights_cache")
-        if cached is None:
-            if object_session(self) is None:
-                cached = frozenset(r.code for role in self.roles for r in role.rights)
-            else:
-                # One statement for the codes instead of the roles and their rights as
-                # objects (the session lookup leaves roles out; a list of operators may
-                # have loaded them, which must not change what a page costs).
-                cached = frozenset(object_session(self).scalars(_rights_of(), {"operator_id": self.id}))
-            self.__dict__["_rights_cache"] = cached
-        return cached
+        return self._access()[0]
 
     def has_right(self, code: str) -> bool:
-        return code in self.rights
+        return code in self._access()[0]
 
     @property
     def location_ids(self) -> frozenset[int] | None:
         """None means every location."""
-        cached = self.__dict__.get("_location_ids_cache")
+        return self._access()[1] or None
+
+    def _access(self) -> tuple[frozenset[str], frozenset[int]]:
+        """(right codes, location ids), read once: nearly every staff page asks for both."""
+        cached = self.__dict__.get("_access_cache")
         if cached is None:
-            if object_session(self) is None:
-                cached = frozenset(loc.id for loc in self.locations)
+            session = object_session(self)
+            if session is None:
+                cached = (frozenset(r.code for role in self.roles for r in role.rights),
+                          frozenset(loc.id for loc in self.locations))
             else:
-                cached = frozenset(object_session(self).scalars(_locations_of(), {"operator_id": self.id}))
-            self.__dict__["_location_ids_cache"] = cached
-        return cached or None
+                # One statement of plain rows instead of roles, rights and locations as
+                # objects (the session lookup leaves them out; a list of operators that
+                # loaded them must not change what a page costs).
+                rows = session.execute(_access_of(), {"operator_id": self.id}).all()
+                cached = (frozenset(code for kind, code in rows if kind == "r"),
+                          frozenset(int(code) for kind, code in rows if kind == "l"))
+            self.__dict__["_access_cache"] = cached
+        return cached
 
 
 @event.listens_for(Operator, "expire")
-def _forget_rights(operator, _attrs):
+def _forget_access(operator, _attrs):
     # What was read for this object is as stale as its expired attributes. (Not on a
     # "refresh" that only fills unloaded attributes: a list that loads this operator as an
     # assignee must not cost the page another statement.)
-    operator.__dict__.pop("_rights_cache", None)
-    operator.__dict__.pop("_location_ids_cache", None)
+    operator.__dict__.pop("_access_cache", None)
 
 
 @lru_cache(maxsize=1)
-def _rights_of():
-    return (select(Right.code)
-            .join(role_rights, role_rights.c.right_id == Right.id)
-            .join(operator_roles, operator_roles.c.role_id == role_rights.c.role_id)
-            .where(operator_roles.c.operator_id == bindparam("operator_id")))
-
-
-@lru_cache(maxsize=1)
-def _locations_of():
-    return select(operator_locations.c.location_id).where(operator_locations.c.operator_id == bindparam("operator_id"))
+def _access_of():
+    operator_id = bindparam("operator_id")
+    rights = (select(literal_column("'r'").label("kind"), Right.code.label("value"))
+              .join(role_rights, role_rights.c.right_id == Right.id)
+              .join(operator_roles, operator_roles.c.role_id == role_rights.c.role_id)
+              .where(operator_roles.c.operator_id == operator_id))
+    locations = (select(literal_column("'l'"), cast(operator_locations.c.location_id, String))
+                 .where(operator_locations.c.operator_id == operator_id))
+    return union_all(rights, locations)
 
 
 class AuthSession(TimestampMixin, Base):
