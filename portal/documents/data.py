@@ -33,7 +33,7 @@ from portal.models import (
     ServiceEventKind,
 )
 
-from .render import DEFAULT_LANGUAGE, N_, DocumentError, language_of
+from .render import DEFAULT_LANGUAGE, N_, DocumentError, language_of, translations
 
 ZERO = Decimal("0.00")
 
@@ -406,13 +406,25 @@ def statement_data(customer: Customer, statement: Any) -> dict[str, Any]:
             return {str(k): _s(Decimal(v)) for k, v in value.items()}
         return {customer.location.currency.value if customer.location else "CZK": _s(Decimal(value))}
 
+    from portal.domain.balance import describe_entry
+
+    party = customer_party(customer)
+    tr = translations(party["language"])
+
+    def gettext(message: str, **variables: Any) -> str:
+        text = tr.gettext(message)
+        return text % variables if variables else text
+
     entries = []
     for e in attr(statement, "entries", []) or []:
         entries.append({
-            "date": _s(attr(e, "date")),
+            # portal.domain.balance.StatementEntry says `on`; other statement objects `date`.
+            "date": _s(attr(e, "date", None) or attr(e, "on")),
             "kind": _s(attr(e, "kind")) or "",
             "reference": _s(attr(e, "reference")) or "",
-            "description": _s(attr(e, "description")) or "",
+            # Worded in the customer's language when the entry comes in parts.
+            "description": (describe_entry(e, gettext) if attr(e, "parts")
+                            else _s(attr(e, "description")) or ""),
             "debit": _s(attr(e, "debit")),
             "credit": _s(attr(e, "credit")),
             "balance": _s(attr(e, "balance")),
@@ -424,6 +436,6 @@ def statement_data(customer: Customer, statement: Any) -> dict[str, Any]:
         "opening": money_map(attr(statement, "opening")),
         "closing": money_map(attr(statement, "closing")),
         "entries": entries,
-        "customer": customer_party(customer),
+        "customer": party,
         "supplier": supplier_snapshot(customer.location.partner if customer.location else None),
     }

@@ -28,11 +28,18 @@ _KIND_ORDER = {"invoice": 0, "credit_note": 1, "payment": 2}
 # The corrected invoice of a credit note, aliased once: an alias builds proxies of all the
 # table's columns, which cost about a millisecond a page when made per call.
 _CORRECTED = aliased(Invoice, name="corrected")
+
+
+def N_(message: str) -> str:
+    """Marks a message for extraction; worded where it is shown (describe_entry)."""
+    return message
+
+
 _SOURCE_LABEL = {
-    PaymentSource.BANK_IMPORT: "bank transfer",
-    PaymentSource.MANUAL: "payment",
-    PaymentSource.CARD: "card payment",
-    PaymentSource.CASH: "cash payment",
+    PaymentSource.BANK_IMPORT: N_("Bank transfer"),
+    PaymentSource.MANUAL: N_("Payment"),
+    PaymentSource.CARD: N_("Card payment"),
+    PaymentSource.CASH: N_("Cash payment"),
 }
 
 
@@ -90,6 +97,35 @@ class StatementEntry:
     payment_id: int | None = None
     due_date: date | None = None
     variable_symbol: str | None = None
+    # What the line says, as parts: worded by describe_entry in the reader's language (the
+    # page in the request's, the PDF in the customer's). `description` is the English text.
+    parts: dict = field(default_factory=dict)
+
+
+def _english(message: str, **variables) -> str:
+    return message % variables if variables else message
+
+
+def describe_entry(entry: StatementEntry, gettext=_english) -> str:
+    """The statement line of `entry` in the language of `gettext` (`gettext(msgid,
+    **variables)` → text, as flask_babel.gettext and the documents' own)."""
+    p = entry.parts
+    if not p:
+        return entry.description
+    if entry.kind == "credit_note":
+        text = gettext(N_("Credit note %(number)s to invoice %(invoice)s"), number=entry.reference,
+                       invoice=p.get("corrected") or "?")
+        return f"{text}: {p['reason']}" if p.get("reason") else text
+    if entry.kind == "invoice":
+        if p.get("period"):
+            start, end = p["period"]
+            msgid = (N_("Advance invoice %(number)s for %(start)s–%(end)s") if p.get("advance")
+                     else N_("Invoice %(number)s for %(start)s–%(end)s"))
+            return gettext(msgid, number=entry.reference, start=f"{start:%d.%m.%Y}", end=f"{end:%d.%m.%Y}")
+        msgid = N_("Advance invoice %(number)s") if p.get("advance") else N_("Invoice %(number)s")
+        return gettext(msgid, number=entry.reference)
+    label = gettext(p.get("source") or _SOURCE_LABEL[PaymentSource.MANUAL])
+    return f"{label}: {p['details']}" if p.get("details") else label
 
 
 @dataclass
@@ -135,29 +171,28 @@ def customer_statement(session: Session, customer_id: int, start: date, end: dat
     for invoice, corrected_number in invoice_rows:
         amount = _money(invoice.gross_total)
         if invoice.type == InvoiceType.CREDIT_NOTE:
-            description = f"Credit note {invoice.number} to invoice {corrected_number or '?'}"
-            if invoice.correction_reason:
-                description += f": {invoice.correction_reason}"
-            entry = StatementEntry(invoice.issue_date, "credit_note", invoice.number, description,
+            entry = StatementEntry(invoice.issue_date, "credit_note", invoice.number, "",
                                    _cur(invoice.currency), ZERO, -amount, ZERO, invoice_id=invoice.id,
-                                   variable_symbol=invoice.variable_symbol)
+                                   variable_symbol=invoice.variable_symbol,
+                                   parts={"corrected": corrected_number, "reason": invoice.correction_reason})
         else:
-            label = "Advance invoice" if invoice.type == InvoiceType.ADVANCE else "Invoice"
-            description = f"{label} {invoice.number}"
-            if invoice.period_start and invoice.period_end:
-                description += f" for {invoice.period_start:%d.%m.%Y}–{invoice.period_end:%d.%m.%Y}"
-            entry = StatementEntry(invoice.issue_date, "invoice", invoice.number, description,
+            period = ((invoice.period_start, invoice.period_end)
+                      if invoice.period_start and invoice.period_end else None)
+            entry = StatementEntry(invoice.issue_date, "invoice", invoice.number, "",
                                    _cur(invoice.currency), amount, ZERO, ZERO, invoice_id=invoice.id,
-                                   due_date=invoice.due_date, variable_symbol=invoice.variable_symbol)
+                                   due_date=invoice.due_date, variable_symbol=invoice.variable_symbol,
+                                   parts={"advance": invoice.type == InvoiceType.ADVANCE, "period": period})
+        entry.description = describe_entry(entry)
         raw.append((entry.on, _KIND_ORDER[entry.kind], invoice.id, entry))
     for payment in payment_rows:
-        label = _SOURCE_LABEL.get(payment.source, "payment").capitalize()
         details = ", ".join(p for p in (payment.counterparty_name, payment.message) if p)
         entry = StatementEntry(
             payment.received_on, "payment", payment.variable_symbol or payment.bank_reference or f"#{payment.id}",
-            f"{label}: {details}" if details else label, _cur(payment.currency), ZERO, _money(payment.amount), ZERO,
+            "", _cur(payment.currency), ZERO, _money(payment.amount), ZERO,
             payment_id=payment.id, variable_symbol=payment.variable_symbol,
+            parts={"source": _SOURCE_LABEL.get(payment.source, _SOURCE_LABEL[PaymentSource.MANUAL]), "details": details},
         )
+        entry.description = describe_entry(entry)
         raw.append((entry.on, _KIND_ORDER["payment"], payment.id, entry))
     raw.sort(key=lambda r: r[:3])
 

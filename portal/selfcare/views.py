@@ -37,7 +37,7 @@ from portal.domain.agreements import (
     blocking_date,
     covering_agreement,
 )
-from portal.domain.balance import customer_statement
+from portal.domain.balance import customer_statement, describe_entry
 from portal.domain.lifecycle import change_plan, next_period_start, plan_change_preview, price_on
 from portal.domain.overview import customer_overview, open_invoices_query
 from portal.extensions import db, limiter
@@ -455,7 +455,8 @@ def statement():
     if request.args.get("format") == "pdf":
         customer = current_user.customer
         return send_pdf(render_statement(customer, result), statement_file_name(customer, result))
-    return render("selfcare/statement.html", form=form, statement=result)
+    return render("selfcare/statement.html", form=form, statement=result,
+                  describe=lambda entry: describe_entry(entry, _))
 
 
 # ---------------------------------------------------------------------------------- payments

@@ -120,3 +120,31 @@ def test_statement_and_balance_use_a_fixed_number_of_queries(db, count_queries, 
     with count_queries() as q:
         customer_balance(db, customer_id)
     assert q.count == 2
+
+
+def test_statement_lines_are_worded_in_the_language_asked_for():
+    from portal.domain.balance import StatementEntry, describe_entry
+
+    zero = Decimal("0.00")
+    note = StatementEntry(date(2026, 2, 1), "credit_note", "2026-000105", "", "CZK", zero, zero, zero,
+                          parts={"corrected": "2026-000101", "reason": "Outage 3 days"})
+    advance = StatementEntry(date(2026, 2, 1), "invoice", "Z2026-000001", "", "CZK", zero, zero, zero,
+                             parts={"advance": True, "period": None})
+    card = StatementEntry(date(2026, 2, 1), "payment", "123", "", "CZK", zero, zero, zero,
+                          parts={"source": "Card payment", "details": "Jana Nováková"})
+    assert describe_entry(note) == "Credit note 2026-000105 to invoice 2026-000101: Outage 3 days"
+    assert describe_entry(advance) == "Advance invoice Z2026-000001"
+    monthly = StatementEntry(date(2026, 4, 1), "invoice", "FV2026-1", "", "CZK", zero, zero, zero,
+                             parts={"advance": False, "period": (date(2026, 4, 1), date(2026, 4, 30))})
+    assert describe_entry(monthly) == "Invoice FV2026-1 for 01.04.2026–30.04.2026"
+    assert describe_entry(card) == "Card payment: Jana Nováková"
+
+    def shouting(message, **variables):
+        return (message % variables if variables else message).upper()
+
+    # The reason and the payer's details are the customer's words: never translated.
+    assert describe_entry(note, shouting) == "CREDIT NOTE 2026-000105 TO INVOICE 2026-000101: Outage 3 days"
+    assert describe_entry(card, shouting) == "CARD PAYMENT: Jana Nováková"
+    # Entries made without parts keep their own text.
+    plain = StatementEntry(date(2026, 2, 1), "payment", "1", "Manual", "CZK", zero, zero, zero)
+    assert describe_entry(plain, shouting) == "Manual"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from portal.models import Language
 from tests.selfcare.conftest import field_error, text
 
 
@@ -59,3 +60,27 @@ def test_statement_is_only_mine(customer_client, mine, theirs):
 def test_statement_needs_login(client):
     resp = client.get("/statement")
     assert resp.status_code == 302 and "/login" in resp.headers["Location"]
+
+
+def test_statement_pdf_lists_each_entry_with_its_date(customer_client, mine):
+    from tests.documents.doc_fixtures import pdf_text
+
+    pdf = pdf_text(customer_client.get("/statement?start=2026-01-01&end=2026-12-31&format=pdf").data)
+    # The open invoice of 1 April 2026 and the payment of 10 March 2026, each on a dated line.
+    # (date, kind, reference, description)
+    assert f"1. 4. 2026 Invoice {mine.invoice.number} Invoice {mine.invoice.number} 605.00" in pdf
+    assert "10. 3. 2026 Payment" in pdf and "Bank transfer 0.00" in pdf
+
+
+def test_statement_lines_are_in_the_customers_language(customer_client, mine, customer_login, db):
+    from tests.documents.doc_fixtures import pdf_text
+
+    customer_login.language = Language.CS
+    customer_login.customer.language = Language.CS
+    db.commit()
+    html = text(customer_client.get("/statement?start=2026-01-01&end=2026-12-31"))
+    assert f'<a href="/invoices/{mine.invoice.id}">Faktura {mine.invoice.number}</a>' in html
+    assert "Bankovní převod" in html and "Bank transfer" not in html
+    pdf = pdf_text(customer_client.get("/statement?start=2026-01-01&end=2026-12-31&format=pdf").data)
+    assert f"Faktura {mine.invoice.number} Faktura {mine.invoice.number}" in pdf
+    assert "Bankovní převod" in pdf and "Bank transfer" not in pdf
