@@ -1,6 +1,7 @@
 """What both faces share at the HTTP edge: security headers, error pages, template helpers."""
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import date, datetime
 from decimal import Decimal
@@ -71,9 +72,16 @@ def _date_text(locale: str, value: date, fmt: str) -> str:
     return format_date(value, fmt)
 
 
+# CLDR's currency spacing, which Babel leaves out: a currency written as letters (CZK, US$)
+# is kept apart from the digits by a no-break space ("CZK 99.00", not "CZK99.00").
+_CODE_BEFORE_DIGIT = re.compile(r"([A-Za-z])(?=[0-9])")
+_DIGIT_BEFORE_CODE = re.compile(r"(?<=[0-9])(?=[A-Za-z])")
+
+
 @lru_cache(maxsize=8192)
 def _money_text(locale: str, currency: str, amount: Decimal, _signed: bool) -> str:
-    return format_currency(amount, currency)
+    text = format_currency(amount, currency)
+    return _DIGIT_BEFORE_CODE.sub("\u00a0", _CODE_BEFORE_DIGIT.sub("\\1\u00a0", text))
 
 
 def _translations():
