@@ -92,7 +92,8 @@ def _populate(session, n_services: int) -> int:
         "location_id": location, "customer_number": f"C{i:07d}", "kind": "person", "first_name": "Jana",
         "last_name": f"Nováková{i}", "street": "Dlouhá 5", "city": "Brno", "postal_code": "602 00", "country": "CZ",
         "language": "cs", "billing_plan_id": plan, "variable_symbol": f"{7000000 + i}", "credit_limit": 0,
-        "dunning_exempt": False, "note": "", "active": True, "name_key": f"novakova{i}"}
+        "dunning_exempt": False, "note": "", "active": True, "name_key": f"novakova{i}",
+        "street_key": "dlouha 5"}
         for i in range(n_customers)]
     ids = []
     for i in range(0, len(customers), 5000):

@@ -179,7 +179,7 @@ def build(session, scale: Scale, *, today: date | None = None, say=print) -> dic
                 "first_name": first, "last_name": last, "street": street, "city": city, "postal_code": pc,
                 "country": "CZ", "language": "cs", "billing_plan_id": plan.id, "variable_symbol": vs,
                 "credit_limit": Decimal("0.00"), "dunning_exempt": False, "note": "", "active": True,
-                "name_key": name_key(f"{last} {first}"), **ts})
+                "name_key": name_key(f"{last} {first}"), "street_key": name_key(street), **ts})
             email = customer_email(i)
             rows["contact"].append({"id": cid, "customer_id": cid, "kind": "email", "value": email, "value_key": email,
                                     "purpose": "billing", "primary": True, **ts})

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -55,7 +54,7 @@ from portal.models import (
     Location,
     ServiceState,
 )
-from portal.models.base import ZERO
+from portal.models.base import ZERO, search_key
 
 # Phones are often typed without the country code they were stored with (or the reverse):
 # a national number is also looked up behind these codes (the portal's markets).
@@ -73,14 +72,6 @@ class CustomerInvalid(DomainError):
 
 
 # ---------------------------------------------------------------------------------- search
-
-def search_key(text: str | None) -> str:
-    """Lower-cased, accent-free, single-spaced ("  Nováková " → "novakova"): how `name_key`
-    is stored and how a query is compared with it."""
-    decomposed = unicodedata.normalize("NFKD", text or "")
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
-    return " ".join(plain.split())
-
 
 def _successor(prefix: str) -> str | None:
     last = ord(prefix[-1])
@@ -153,13 +144,11 @@ def _matching_ids(query: str):
     if compact and len(compact) <= 20:
         company = compact.upper()
         parts.append(select(Customer.id).where(Customer.company_id.in_({company, company.removeprefix("CZ").removeprefix("SK")})))
-    if _looks_like_street(raw):
-        # Street and house number ("Dlouhá 5"): the one question without an index (a scan of
-        # the billing and further addresses), so only asked when the query reads as a street.
-        street = raw.lower()
-        parts.append(select(Customer.id).where(func.lower(Customer.street).startswith(street, autoescape=True)))
-        parts.append(select(CustomerAddress.customer_id).where(
-            func.lower(CustomerAddress.street).startswith(street, autoescape=True)))
+    if key and _looks_like_street(raw):
+        # Street and house number ("Dlouhá 5", "dlouha 5"): a prefix of the billing or a
+        # further address's street key (indexed, accents ignored).
+        parts.append(select(Customer.id).where(_starts_with(Customer.street_key, key)))
+        parts.append(select(CustomerAddress.customer_id).where(_starts_with(CustomerAddress.street_key, key)))
     phone = _phone_digits(raw)
     if phone is not None:
         digits, international = phone

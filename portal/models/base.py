@@ -3,6 +3,7 @@ PostgreSQL), Money types, timezone-aware timestamps and string enums."""
 from __future__ import annotations
 
 import enum
+import unicodedata
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -83,3 +84,11 @@ def positive(column: str, name: str | None = None) -> CheckConstraint:
 
 def non_negative(column: str, name: str | None = None) -> CheckConstraint:
     return CheckConstraint(f"{column} >= 0", name=name or f"{column}_non_negative")
+
+
+def search_key(text: str | None) -> str:
+    """Lower-cased, accent-free, single-spaced ("  Nováková " → "novakova"): how the search
+    keys (Customer.name_key, street_key) are stored and how a query is compared with them."""
+    decomposed = unicodedata.normalize("NFKD", text or "")
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
+    return " ".join(plain.split())

@@ -86,6 +86,8 @@ def people(db):
     ("dlouhá 5", ["100001"]),                # street and house number (billing address)
     ("Vídeňská 1", ["100003"]),               # ... a prefix of it
     ("polní 7", ["100003"]),                  # a further (installation) address
+    ("Dlouha  5", ["100001"]),                # accents and spacing do not matter (street_key)
+    ("polni 7", ["100003"]),
     ("nobody", []),
     ("%", []),                                # LIKE wildcards are plain characters
     ("_", []),
