@@ -64,7 +64,23 @@ def money(amount, currency: str = "CZK") -> str:
         return format_currency(amount, str(currency))
     # Babel's currency formatting costs ~15-60 µs a call and lists repeat the same amounts:
     # remember the text per locale, currency and value (the sign too: -0.00 equals 0.00).
-    return _money_text(str(get_locale() or ""), str(currency), amount, amount.is_signed())
+    return _money_text(_locale_id(), str(currency), amount, amount.is_signed())
+
+
+def _locale_id() -> str:
+    """str(get_locale()), remembered on the request's Babel context while its locale stays the
+    same object: lists format dozens of amounts and dates a page."""
+    try:
+        ctx = g._flask_babel
+    except (AttributeError, RuntimeError):
+        return str(get_locale() or "")
+    locale = getattr(ctx, "babel_locale", None)
+    cached = getattr(ctx, "portal_locale_id", None)
+    if locale is not None and cached is not None and cached[0] is locale:
+        return cached[1]
+    text = str(get_locale() or "")
+    ctx.portal_locale_id = (getattr(ctx, "babel_locale", None), text)
+    return text
 
 
 @lru_cache(maxsize=8192)
@@ -139,6 +155,18 @@ def state_badge(state, label=None) -> Markup:
     """<span class="badge badge-<value>">label</span>; the state's label unless one is given."""
     return Markup('<span class="badge badge-%s">%s</span>') % (
         _state_key(state), label if label else state_label(state))
+
+
+def invoice_badge(invoice, today: date) -> Markup:
+    """An invoice's payment state as a badge: paid, unpaid or overdue; credit notes and
+    cancelled invoices show their own state. What templates/selfcare/_labels.html exports."""
+    if _state_key(invoice.state) == "cancelled":
+        return state_badge("cancelled")
+    if _state_key(invoice.type) == "credit_note":
+        return state_badge("issued", escape(_translations().ugettext(N_("Credit note"))))
+    if invoice.amount_due <= 0:
+        return state_badge("paid")
+    return state_badge("overdue" if invoice.due_date < today else "unpaid")
 
 
 def _is_current(endpoint: str, current: str | None, request_endpoint: str) -> bool:
@@ -236,6 +264,7 @@ def init_web(app: Flask) -> None:
     app.jinja_env.globals["has_endpoint"] = has_endpoint
     app.jinja_env.globals["portal_state_label"] = state_label
     app.jinja_env.globals["portal_state_badge"] = state_badge
+    app.jinja_env.globals["portal_invoice_badge"] = invoice_badge
     app.jinja_env.globals["portal_nav_menu"] = nav_menu
     app.jinja_env.globals["static_url"] = static_url
 
@@ -252,7 +281,7 @@ def init_web(app: Flask) -> None:
             return format_datetime(value, fmt)
         if isinstance(value, date):
             # A date (no time zone to convert to) reads the same for the same locale.
-            return _date_text(str(get_locale() or ""), value, fmt)
+            return _date_text(_locale_id(), value, fmt)
         return value
 
     app.jinja_env.filters["date"] = _date
