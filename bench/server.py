@@ -125,6 +125,25 @@ class StatementCounter:
 
 
 BARE_PATH = "/__bare"
+FLOOR_PATH = "/__empty-selfcare-page"
+
+
+def add_floor_page(app) -> None:
+    """A reference, not a page of the portal: a logged-in customer's page with the selfcare
+    layout and nothing in it (the session check, the layout, the security headers — what every
+    page pays before its own content). Added only by the benchmark, to both the gunicorn and
+    the in-process app."""
+    from flask import render_template
+
+    from portal.web.access import customer_required
+
+    template = app.jinja_env.from_string('{% extends "selfcare/layout.html" %}{% block content %}{% endblock %}')
+
+    @customer_required
+    def empty_selfcare_page():
+        return render_template(template)
+
+    app.add_url_rule(FLOOR_PATH, "bench_empty_selfcare_page", empty_selfcare_page)
 
 
 def make_bare_app():
