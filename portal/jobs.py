@@ -656,7 +656,7 @@ def statement_import(ctx: JobContext) -> dict:
     """Import the bank statement saved as `upload` (see enqueue_statement_import)."""
     import_statement = domain_function(("portal.domain.statements", "portal.domain.payments"), "import_statement")
     data = read_upload(ctx.params["upload"])
-    imported = import_statement(ctx.session, ctx.params["file_name"], data, actor=ctx.actor)
+    imported = import_statement(ctx.session, ctx.params["file_name"], data, actor=ctx.actor, progress=ctx.progress)
     ctx.session.flush()
     return _summary(imported, "statement_import_id", (
         "file_name", "format", "payments_count", "duplicates_count", "matched_count",

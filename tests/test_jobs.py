@@ -277,8 +277,9 @@ def test_statement_import_reads_the_upload_not_the_queue(db, app, monkeypatch, t
     monkeypatch.setitem(app.config, "UPLOADS_DIR", str(tmp_path / "uploads"))
     received = {}
 
-    def import_statement(session, file_name, data, *, actor):
+    def import_statement(session, file_name, data, *, actor, progress=None):
         received.update(file_name=file_name, data=data, actor=actor)
+        progress(1, 1)  # the job's own progress callback
         return types.SimpleNamespace(id=9, payments_count=1, total=Decimal("100.00"))
 
     fake_module(monkeypatch, "portal.domain.statements", import_statement=import_statement)
@@ -288,6 +289,7 @@ def test_statement_import_reads_the_upload_not_the_queue(db, app, monkeypatch, t
     assert job.state == JobState.DONE, job.error
     assert received == {"file_name": "november.csv", "data": b"date;amount\n", "actor": ACTOR}
     assert job.result == {"statement_import_id": 9, "payments_count": 1, "total": "100.00"}
+    assert (job.progress_done, job.progress_total) == (1, 1)
     upload = job.params["upload"]
     assert upload.endswith(".csv") and "/" not in upload
     assert (tmp_path / "uploads" / upload).read_bytes() == b"date;amount\n"

@@ -55,6 +55,7 @@ import csv
 import hashlib
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -117,23 +118,36 @@ class ParsedStatement:
 # ---------------------------------------------------------------- the import
 
 
-def import_statement(session: Session, file_name: str, data: bytes, *, actor: Actor) -> StatementImport:
+def check_statement(session: Session, data: bytes) -> ParsedStatement:
+    """What import_statement refuses before it writes anything, without writing: too large,
+    empty, imported before, malformed (StatementRejected, the message names the line or
+    entry). The parsed statement when none of these: pages check an upload this way, answer
+    at once, and leave the import itself (the pairing of every payment) to a job."""
+    if len(data) > MAX_FILE_SIZE:
+        raise StatementRejected(f"The file is larger than {MAX_FILE_SIZE // (1024 * 1024)} MB.")
+    if not data.strip():
+        raise StatementRejected("The file is empty.")
+    earlier = session.scalar(select(StatementImport).where(StatementImport.sha256 == hashlib.sha256(data).hexdigest()))
+    if earlier is not None:
+        raise AlreadyImported(_already(earlier))
+    return parse_statement(data)
+
+
+PROGRESS_EVERY = 50  # payments between two progress reports
+
+
+def import_statement(session: Session, file_name: str, data: bytes, *, actor: Actor,
+                     progress: Callable[[int, int], None] | None = None) -> StatementImport:
     """Import a bank statement file: validate it whole, then record each new incoming payment
     and pair it, all in one transaction (a savepoint inside the caller's). Refused with
     StatementRejected (nothing written): too large, malformed (the message names the line or
     entry), or the same file again (AlreadyImported). Returns the StatementImport with its
     counts: payments_count (new payments), duplicates_count (bank reference seen before),
     matched_count (customer identified), unmatched_count (waiting for staff), total (Σ of the
-    new payments, all currencies)."""
-    if len(data) > MAX_FILE_SIZE:
-        raise StatementRejected(f"The file is larger than {MAX_FILE_SIZE // (1024 * 1024)} MB.")
-    if not data.strip():
-        raise StatementRejected("The file is empty.")
+    new payments, all currencies). `progress(done, total)`, when given, hears how many of the
+    statement's credits are done."""
+    parsed = check_statement(session, data)
     sha = hashlib.sha256(data).hexdigest()
-    earlier = session.scalar(select(StatementImport).where(StatementImport.sha256 == sha))
-    if earlier is not None:
-        raise AlreadyImported(_already(earlier))
-    parsed = parse_statement(data)
     seen = _known_references(session, [t.bank_reference for t in parsed.credits])
 
     try:
@@ -145,7 +159,10 @@ def import_statement(session: Session, file_name: str, data: bytes, *, actor: Ac
             )
             session.add(imp)
             session.flush()
-            for t in parsed.credits:
+            total_credits = len(parsed.credits)
+            for done, t in enumerate(parsed.credits):
+                if progress is not None and done % PROGRESS_EVERY == 0:
+                    progress(done, total_credits)
                 if t.bank_reference in seen:
                     imp.duplicates_count += 1
                     continue
@@ -165,6 +182,8 @@ def import_statement(session: Session, file_name: str, data: bytes, *, actor: Ac
                     imp.unmatched_count += 1
                 else:
                     imp.matched_count += 1
+            if progress is not None:
+                progress(total_credits, total_credits)
             audit.record(
                 session, actor, "statement.imported", "statement_import", imp.id,
                 {"file_name": imp.file_name, "format": imp.format, "sha256": sha,

@@ -31,12 +31,15 @@ from portal.domain.payments import (
     suggest_matches,
     unpair,
 )
-from portal.domain.statements import MAX_FILE_SIZE, import_statement
+from portal.domain.statements import MAX_FILE_SIZE, check_statement
 from portal.extensions import db
+from portal.jobs import enqueue_statement_import, is_finished, progress_of
 from portal.models import (
     Currency,
     Customer,
     Invoice,
+    Job,
+    JobState,
     Payment,
     PaymentAllocation,
     PaymentSource,
@@ -48,7 +51,7 @@ from portal.staff.billing import clean_text
 from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import in_operator_locations, requires
 from portal.web.forms import choices
-from portal.web.htmx import render
+from portal.web.htmx import is_htmx, render
 from portal.web.pagination import page_number, paginate
 
 PER_PAGE = 50
@@ -354,7 +357,9 @@ def _check_upload(form: ImportForm) -> bytes | None:
 @bp.route("/payments/import", methods=["GET", "POST"])
 @requires("payments.write")
 def payment_import():
-    """Upload a statement; it is validated whole, so a bad file imports nothing."""
+    """Upload a statement. It is checked whole here (a bad file gets its message next to the
+    field and imports nothing); recording and pairing its payments runs as a job, whose page
+    shows the progress and then the summary."""
     if current_user.location_ids is not None:
         abort(403)
     form = ImportForm()
@@ -364,14 +369,36 @@ def payment_import():
         data = _check_upload(form)
         if data is not None:
             try:
-                imported = import_statement(db.session, form.statement.data.filename, data, actor=operator_actor())
+                check_statement(db.session, data)
             except DomainError as exc:
                 db.session.rollback()
                 form.statement.errors = [str(exc)]
             else:
-                db.session.commit()
-                return redirect(url_for("staff.statement_import", import_id=imported.id))
+                # Commits the job; with an immediate queue (tests) it has run by now.
+                job = enqueue_statement_import(form.statement.data.filename or "statement", data,
+                                               actor=operator_actor())
+                return redirect(url_for("staff.statement_import_job", job_id=job.id))
     return render("staff/payments/import.html", status=422, form=form, imports=_recent_imports())
+
+
+@bp.get("/payments/import/jobs/<int:job_id>")
+@requires("payments.write")
+def statement_import_job(job_id: int):
+    """An import's progress (HTMX polls the status block every second); once done, its summary."""
+    if current_user.location_ids is not None:
+        abort(403)
+    job = db.session.get(Job, job_id)
+    if job is None or job.kind != "statement_import":
+        abort(404)
+    import_id = (job.result or {}).get("statement_import_id") if job.state == JobState.DONE else None
+    if import_id is not None:
+        target = url_for("staff.statement_import", import_id=import_id)
+        if is_htmx():
+            return "", 204, {"HX-Redirect": target}
+        return redirect(target)
+    return render("staff/payments/import_job.html", block="job_status", job=job, progress=progress_of(job),
+                  finished=is_finished(job), failed=job.state == JobState.FAILED,
+                  file_name=(job.params or {}).get("file_name", ""))
 
 
 def _recent_imports() -> list[StatementImport]:

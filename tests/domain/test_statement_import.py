@@ -13,6 +13,7 @@ from portal.domain.statements import (
     AlreadyImported,
     StatementRejected,
     _parse_amount,
+    check_statement,
     import_statement,
     parse_statement,
 )
@@ -85,6 +86,17 @@ def test_camt053_sample_imports_credits_and_pairs_them(db, customers):
     assert remittance.state == PaymentState.OVERPAID  # no invoice yet: credit
     entry = db.scalar(select(AuditEntry).where(AuditEntry.action == "statement.imported"))
     assert entry.entity_id == imp.id and entry.changes["debits_and_other_skipped"] == 1
+
+
+def test_progress_is_reported_over_the_credits_and_checking_writes_nothing(db, customers):
+    data = read("camt053_sample.xml")
+    parsed = check_statement(db, data)  # what the upload page asks before queueing the import
+    assert len(parsed.credits) == 4 and db.scalar(select(func.count(StatementImport.id))) == 0
+    heard = []
+    import_statement(db, "camt053_sample.xml", data, actor=SYSTEM, progress=lambda done, total: heard.append((done, total)))
+    assert heard[0] == (0, 4) and heard[-1] == (4, 4)
+    with pytest.raises(AlreadyImported):
+        check_statement(db, data)
 
 
 def test_reimporting_the_same_file_is_refused_and_adds_nothing(db, customers):

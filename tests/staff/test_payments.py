@@ -12,8 +12,11 @@ from sqlalchemy import func, select
 
 from portal.domain.payments import record_payment
 from portal.models import (
+    ActorType,
     AuditEntry,
     Invoice,
+    Job,
+    JobState,
     Payment,
     PaymentAllocation,
     PaymentState,
@@ -201,9 +204,15 @@ def upload(client, name, data: bytes):
 def test_statement_upload_summary_and_reimport(staff_client, world, db):
     assert staff_client.get("/staff/payments/import").status_code == 200
     resp = upload(staff_client, "payments.csv", read("payments.csv"))
-    assert resp.status_code == 302
+    assert resp.status_code == 302 and "/staff/payments/import/jobs/" in resp.headers["Location"]
     imp = db.scalar(select(StatementImport))
-    html = staff_client.get(resp.headers["Location"]).get_data(as_text=True)
+    # The import ran as a job (inline here: the test queue is immediate); its page, once the
+    # job is done, leads to the import's summary.
+    job_page = staff_client.get(resp.headers["Location"])
+    assert job_page.status_code == 302 and job_page.headers["Location"].endswith(f"/staff/payments/imports/{imp.id}")
+    poll = staff_client.htmx("GET", resp.headers["Location"])
+    assert poll.status_code == 204 and poll.headers["HX-Redirect"] == job_page.headers["Location"]
+    html = staff_client.get(job_page.headers["Location"]).get_data(as_text=True)
     assert f'data-figure="imported">{imp.payments_count}<' in html
     assert f'data-figure="paired">{imp.matched_count}<' in html
     assert f'data-figure="unmatched">{imp.unmatched_count}<' in html
@@ -226,6 +235,39 @@ def test_bad_statements_import_nothing(staff_client, world, db, name, data, mess
     assert resp.status_code == 422
     assert message in resp.get_data(as_text=True)
     assert count(db, Payment) == before and count(db, StatementImport) == 0
+
+
+def _import_job(db, state, **fields):
+    job = Job(kind="statement_import", state=state, params={"file_name": "march.csv", "upload": "x.csv"},
+              created_by_type=ActorType.SYSTEM, **fields)
+    db.add(job)
+    db.commit()
+    return job
+
+
+def test_import_job_page_while_waiting_running_and_failed(staff_client, world, db):
+    queued = _import_job(db, JobState.QUEUED)
+    html = staff_client.get(f"/staff/payments/import/jobs/{queued.id}").get_data(as_text=True)
+    assert "Importing march.csv" in html and "Waiting for the background worker" in html
+    assert 'hx-trigger="every 1s"' in html  # polls until it is finished
+    running = _import_job(db, JobState.RUNNING, progress_done=50, progress_total=200)
+    html = staff_client.htmx("GET", f"/staff/payments/import/jobs/{running.id}").get_data(as_text=True)
+    assert '<progress max="200" value="50">' in html and "<html" not in html
+    failed = _import_job(db, JobState.FAILED, error="The file was imported concurrently by someone else.")
+    html = staff_client.get(f"/staff/payments/import/jobs/{failed.id}").get_data(as_text=True)
+    assert "imported concurrently" in html and "Nothing of this file was imported." in html
+    assert 'hx-trigger="every 1s"' not in html
+    other = Job(kind="dunning_run", state=JobState.DONE, params={}, created_by_type=ActorType.SYSTEM)
+    db.add(other)
+    db.commit()
+    assert staff_client.get(f"/staff/payments/import/jobs/{other.id}").status_code == 404
+    assert staff_client.get("/staff/payments/import/jobs/99999").status_code == 404
+
+
+def test_import_jobs_are_not_for_operators_limited_to_locations(operator_client, world, db):
+    job = _import_job(db, JobState.QUEUED)
+    client = operator_client(rights=("payments.write",), locations=[world["a"]])
+    assert client.get(f"/staff/payments/import/jobs/{job.id}").status_code == 403
 
 
 def test_too_large_statement(staff_client, world, db, monkeypatch):
