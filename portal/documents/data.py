@@ -33,7 +33,7 @@ from portal.models import (
     ServiceEventKind,
 )
 
-from .render import DEFAULT_LANGUAGE, N_, DocumentError, language_of, translations
+from .render import DEFAULT_LANGUAGE, N_, DocumentError, language_of, plain_gettext
 
 ZERO = Decimal("0.00")
 
@@ -409,11 +409,7 @@ def statement_data(customer: Customer, statement: Any) -> dict[str, Any]:
     from portal.domain.balance import describe_entry
 
     party = customer_party(customer)
-    tr = translations(party["language"])
-
-    def gettext(message: str, **variables: Any) -> str:
-        text = tr.gettext(message)
-        return text % variables if variables else text
+    gettext = plain_gettext(party["language"])
 
     entries = []
     for e in attr(statement, "entries", []) or []:

@@ -17,7 +17,7 @@ import logging
 import mimetypes
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -213,6 +213,18 @@ def translations(language: Any) -> NullTranslations:
                 found = Translations.load(str(TRANSLATIONS_DIR), [lang], domain="messages")
                 _translations[lang] = found
     return found
+
+
+def plain_gettext(language: Any) -> Callable[..., str]:
+    """gettext in `language` for texts built in Python: `t(msgid, **variables)` → str
+    (%-formatted only when variables are given)."""
+    tr = translations(language)
+
+    def t(message: str, **variables: Any) -> str:
+        text = tr.gettext(message)
+        return text % variables if variables else text
+
+    return t
 
 
 def gettext_callables(language: Any) -> dict[str, Any]:

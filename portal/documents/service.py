@@ -95,13 +95,7 @@ QR_LABEL_REMINDER = N_("QR payment")
 
 def _gettext(language: str | None) -> Callable[..., str]:
     """gettext in `language` for the labels built here: `t(msgid, **variables)` → str."""
-    tr = render.translations(language)
-
-    def t(message: str, **variables: Any) -> str:
-        text = tr.gettext(message)
-        return text % variables if variables else text
-
-    return t
+    return render.plain_gettext(language)
 
 
 def _ascii_slug(text: str) -> str:
