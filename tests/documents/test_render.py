@@ -65,3 +65,37 @@ def test_money_filter(value, expected):
 @pytest.mark.parametrize(("value", "expected"), [("99.1736", "99.1736"), ("500.0000", "500.00"), ("99.9999", "99.9999")])
 def test_price_filter_keeps_four_decimals(value, expected):
     assert render._price(value) == expected
+
+
+def _font_names(pdf: bytes) -> set[str]:
+    import io
+
+    import pypdf
+
+    names = set()
+    for page in pypdf.PdfReader(io.BytesIO(pdf)).pages:
+        for font in (page["/Resources"].get("/Font") or {}).values():
+            names.add(str(font.get_object()["/BaseFont"]).split("+", 1)[-1])
+    return names
+
+
+def test_documents_use_the_shipped_fonts_even_when_the_system_has_none(tmp_path):
+    """PDFs look the same on every machine: the print stylesheet's fonts come from static/fonts,
+    not from whatever fontconfig finds — here fontconfig is given no font folder at all."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    conf = tmp_path / "fonts.conf"
+    conf.write_text(f"<?xml version='1.0'?><fontconfig><cachedir>{tmp_path}/cache</cachedir></fontconfig>")
+    script = (
+        "import sys; from portal.documents import render; "
+        "sys.stdout.buffer.write(render.render_pdf('<p>Příliš žluťoučký <b>kůň</b> <i>úpěl</i></p>'))"
+    )
+    env = {**os.environ, "FONTCONFIG_FILE": str(conf)}
+    pdf = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout
+    # WeasyPrint names an @font-face font by its family: these are the shipped files.
+    assert _font_names(pdf) == {"Portal-Sans", "Portal-Sans-Bold", "Portal-Sans-Italic"}
+    assert "Příliš žluťoučký kůň úpěl" in pdf_text(pdf)
