@@ -214,12 +214,16 @@ def make_cancelled_service(customer=None, *, end: date = date(2026, 4, 30)):
 
 
 def pdf_text(pdf: bytes) -> str:
-    """The PDF's text (poppler's pdftotext), whitespace collapsed, no-break spaces as spaces."""
+    """The PDF's text (pypdf, so no command-line tool is needed), whitespace collapsed, no-break
+    spaces as spaces."""
+    import io
     import re
-    import subprocess
 
-    out = subprocess.run(["pdftotext", "-layout", "-enc", "UTF-8", "-", "-"], input=pdf, capture_output=True, check=True).stdout
-    return re.sub(r"\s+", " ", out.decode().replace("\u00a0", " "))
+    import pypdf
+
+    reader = pypdf.PdfReader(io.BytesIO(pdf))
+    text = "\n".join(page.extract_text(extraction_mode="layout") for page in reader.pages)
+    return re.sub(r"\s+", " ", text.replace("\u00a0", " "))
 
 
 def pdf_pages(pdf: bytes) -> int:
