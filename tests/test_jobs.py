@@ -349,21 +349,8 @@ def test_sqlite_queue_runs_jobs_through_the_queue(db, app, handler, monkeypatch,
     check_queued_then_consumed(db, app, monkeypatch, queue, handler)
 
 
-def redis_url() -> str | None:
-    url = os.environ.get("PORTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    try:
-        import redis
-
-        redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
-    except Exception:
-        return None
-    return url
-
-
-def test_redis_queue_runs_jobs_through_the_queue(db, app, handler, monkeypatch):
-    url = redis_url()
-    if url is None:
-        pytest.skip("Redis is not reachable")
+def test_redis_queue_runs_jobs_through_the_queue(db, app, handler, monkeypatch, redis_url):
+    url = redis_url
     queue = jobs.JobQueue(app, url, name=f"portal-test-{uuid.uuid4().hex[:12]}")
     try:
         check_queued_then_consumed(db, app, monkeypatch, queue, handler)

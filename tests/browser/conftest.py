@@ -1,5 +1,7 @@
 """Browser tests: the app served on loopback in a thread, driven by Playwright in Debian's
-headless Chromium (never a downloaded browser). Skipped when chromium is not installed."""
+headless Chromium (never a downloaded browser). A browser test is never skipped: without
+Chromium (or Playwright) each one fails, and the run ends with a banner that says why
+(`make test` installs Chromium through scripts/system-packages)."""
 from __future__ import annotations
 
 import os
@@ -23,11 +25,32 @@ def live_server(app):
     server.shutdown()
 
 
+MISSING: list[str] = []
+
+
+def _unavailable(why: str):
+    MISSING.append(why)
+    pytest.fail(f"BROWSER TESTS CANNOT RUN: {why}", pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if MISSING:
+        line = "!" * 78
+        terminalreporter.write_line(line, red=True, bold=True)
+        terminalreporter.write_line(f"BROWSER TESTS DID NOT RUN: {MISSING[0]}", red=True, bold=True)
+        terminalreporter.write_line("Run `make test` (it installs Debian's chromium) or: apt-get install chromium",
+                                    red=True, bold=True)
+        terminalreporter.write_line(line, red=True, bold=True)
+
+
 @pytest.fixture(scope="session")
 def browser():
     if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+        _unavailable(f"Debian's chromium is not installed ({CHROMIUM} is missing)")
+    try:
+        from playwright import sync_api
+    except ImportError as exc:
+        _unavailable(f"Playwright does not import ({exc})")
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield browser
