@@ -5,7 +5,13 @@ BIN    := $(VENV)/bin
 PORT   ?= 5000
 export FLASK_APP := wsgi.py
 
-.PHONY: run test lint bench loadtest wrk install install-bench check-system messages serve-jobs
+.PHONY: run test lint bench loadtest wrk install install-bench system messages serve-jobs
+
+# System packages first (installed when missing, or one line saying what to install), so that
+# nothing else starts on a machine that cannot run it. `run` needs less than `test`.
+SYSTEM_FOR ?= run
+system:
+	@scripts/system-packages $(SYSTEM_FOR)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +24,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-check-system:
-	@dpkg -s libharfbuzz-subset0 >/dev/null 2>&1 || \
-	  echo "NOTE: Debian's libharfbuzz-subset0 is missing: PDFs render ~4x slower. Install it with: sudo apt-get install libharfbuzz-subset0"
-
-run: install check-system
+run: SYSTEM_FOR = run
+run: system install
 	$(BIN)/flask db upgrade
 	$(BIN)/flask portal demo-data --if-empty
 	@echo ""
@@ -50,7 +53,7 @@ wrk:
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk >/dev/null 2>&1; } || \
 	  echo "NOTE: wrk is not installed (apt-get install wrk); the page benchmark uses its Python load generator."
 
-bench: install-bench wrk
+bench: system install-bench wrk
 ifeq ($(SCALE),small)
 	$(BIN)/python -m bench.billing --sizes 1000
 	$(BIN)/python -m bench.documents --repeat 3 --renders 100
@@ -66,10 +69,11 @@ endif
 # duplicate invoices or payments left unpaired are not zero.
 PORTAL_LOADTEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1/portal_loadtest
 LOADTEST_SECONDS ?= 60
-loadtest: install-bench
+loadtest: system install-bench
 	PORTAL_LOADTEST_DATABASE_URL=$(PORTAL_LOADTEST_DATABASE_URL) $(BIN)/python -m bench.loadtest --seconds $(LOADTEST_SECONDS)
 
-test: install
+test: SYSTEM_FOR = test
+test: system install
 	$(BIN)/pytest
 
 lint: install
