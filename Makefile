@@ -32,6 +32,7 @@ run: system install
 	@echo "  The portal runs on http://127.0.0.1:$(PORT)"
 	@echo "  Selfcare: http://127.0.0.1:$(PORT)/login        customer@example.com / Customer-demo-1"
 	@echo "  Staff:    http://127.0.0.1:$(PORT)/staff/login  operator@example.com / Operator-demo-1"
+	@echo "            (billing, Brno only)                  billing@example.com / Billing-demo-1"
 	@echo ""
 	@# The job consumer runs beside the server and stops with it.
 	$(BIN)/flask jobs consumer & jobs=$$!; \
