@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextvars
 import csv
 import io
-import re
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
