@@ -310,7 +310,10 @@ def _action_form(service: CustomerService, action: str, formdata=None) -> Action
 def _action_page(service, action, form, *, status=200, confirm=None):
     ctx = {"service": service, "action": action, "slug": SLUG_OF[action], "label": ACTIONS[SLUG_OF[action]][1],
            "form": form, "confirm": confirm, "today": date.today(),
-           "currency": service.customer.location.currency.value}
+           "currency": service.customer.location.currency.value,
+           # Inside the service page (HTMX) the form refreshes its panel; opened on its own
+           # (a new tab, a bookmark, no JavaScript) it is a plain form that posts and redirects.
+           "in_panel": is_htmx()}
     if action == "cancel" and service.state != ServiceState.CANCELLED:
         ctx["earliest_end"] = lc.earliest_end_date(service, date.today())
     body, code = render("staff/services/action.html", block="action_form", status=status, **ctx)
