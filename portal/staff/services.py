@@ -497,7 +497,12 @@ def _bulk_page(form: BulkForm, preview=None, *, status=200, result=None, error=N
 @bp.get("/services/bulk")
 @requires("services.lifecycle")
 def services_bulk():
-    """Preview: which of the chosen services the step affects, which are skipped and why."""
+    """Preview: which of the chosen services the step affects, which are skipped and why.
+    Opened without a choice (no step, no services) it is the empty page: nothing to refuse yet."""
+    if not any(key in request.args for key in ("action", "ids", "select")):
+        form = BulkForm(formdata=None, meta={"csrf": False})
+        form.on.data = date.today()
+        return _bulk_page(form)
     form = BulkForm(formdata=request.args, meta={"csrf": False})
     action = request.args.get("action", "")
     form.action.data = action
