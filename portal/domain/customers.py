@@ -5,8 +5,9 @@ Rules:
 - Search asks indexed questions: a prefix of the lower-cased accent-free name key, of a
   contact's search key (e-mail, digits of a phone) or of a login e-mail, and exact equality
   on numbers (customer number, variable symbols of the customer, its services and invoices,
-  company id). Each is a separate indexed sub-query; their union names the customers. Only a
-  query that reads as a street and house number also scans the addresses (no index there).
+  company id). Each is a separate indexed sub-query; their union names the customers. A
+  query that reads as a street (a name, with or without the house number) also asks the
+  addresses: a prefix range on their accent-free street keys (indexed, no scan).
 - Company ID (IČO) and VAT ID (DIČ) are checked with their check digits (python-stdnum), IBANs
   likewise; contacts follow the selfcare rules (`profile.normalise_contact`).
 - Every change writes one audit entry with before → after. Issued invoices copied the billing
@@ -103,9 +104,16 @@ def _phone_digits(query: str) -> tuple[str, bool] | None:
     return compact, False
 
 
+# A street name alone shorter than this would match half the streets of a town.
+STREET_NAME_MIN_LENGTH = 3
+
+
 def _looks_like_street(query: str) -> bool:
-    """A word of letters, a space and a house number: "Dlouhá 5", "Na Příkopě 12/3"."""
-    return bool(re.fullmatch(r"[^\W\d_][^\d]*\s[0-9]+[0-9a-zA-Z/]*", query))
+    """A word of letters, a space and a house number: "Dlouhá 5", "Na Příkopě 12/3"; or a
+    street name alone, without digits: "Korunní", "Na Příkopě", "nám. Míru"."""
+    if re.fullmatch(r"[^\W\d_][^\d]*\s[0-9]+[0-9a-zA-Z/]*", query):
+        return True
+    return bool(re.fullmatch(r"[^\W\d_][^\d]*", query)) and len(search_key(query)) >= STREET_NAME_MIN_LENGTH
 
 
 def _matching_ids(query: str):
@@ -145,8 +153,8 @@ def _matching_ids(query: str):
         company = compact.upper()
         parts.append(select(Customer.id).where(Customer.company_id.in_({company, company.removeprefix("CZ").removeprefix("SK")})))
     if key and _looks_like_street(raw):
-        # Street and house number ("Dlouhá 5", "dlouha 5"): a prefix of the billing or a
-        # further address's street key (indexed, accents ignored).
+        # Street and house number ("Dlouhá 5", "dlouha 5") or a street alone ("Korunní"):
+        # a prefix of the billing or a further address's street key (indexed, accents ignored).
         parts.append(select(Customer.id).where(_starts_with(Customer.street_key, key)))
         parts.append(select(CustomerAddress.customer_id).where(_starts_with(CustomerAddress.street_key, key)))
     phone = _phone_digits(raw)
@@ -224,8 +232,8 @@ def search_customers(session: Session, query: str, location_ids: Iterable[int] |
                      limit: int = 25, offset: int = 0, filters: CustomerFilters | None = None) -> SearchResult:
     """Customers matching `query` by name (prefix, accents ignored), customer number, variable
     symbol (the customer's, a service's or an invoice's), company id, e-mail (prefix), phone
-    (prefix; with or without the country code) or street and house number (prefix of the
-    billing or a further address), limited to `location_ids` (None = every location). Three
+    (prefix; with or without the country code) or street, with or without the house number
+    (prefix of the billing or a further address), limited to `location_ids` (None = every location). Three
     statements: count, page, the page's e-mails and phones."""
     filters = filters or CustomerFilters()
     filters.query = query or ""

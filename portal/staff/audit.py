@@ -8,7 +8,7 @@ import json
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from flask import abort, current_app, request, stream_with_context, url_for
+from flask import abort, current_app, request, url_for
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from sqlalchemy import or_, select
@@ -122,7 +122,7 @@ def audit():
             "audit.csv",
             ["id", "at", "actor_type", "actor_id", "actor_name", "action", "entity_type", "entity_id", "customer_id",
              "changes", "ip", "request_id"],
-            stream_with_context(_csv_rows(stmt)),
+            _csv_rows(stmt),
         )
     page = paginate(stmt, page_number(request.args.get("page")), PER_PAGE) if stmt is not None else None
     customers = {}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import tempfile
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -70,21 +71,46 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence]) -> Response:
-    """A CSV download (UTF-8 with BOM so spreadsheets read Czech letters), streamed row by row;
-    cells that a spreadsheet would run as formulas are quoted with a leading apostrophe."""
+# Up to this size the export is kept in memory, past it in a temporary file.
+_CSV_SPOOL_BYTES = 1 << 20
+_CSV_CHUNK_BYTES = 64 * 1024
 
-    def generate():
+
+def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence]) -> Response:
+    """A CSV download (UTF-8 with BOM so spreadsheets read Czech letters); cells that a
+    spreadsheet would run as formulas are quoted with a leading apostrophe.
+
+    `rows` is read whole here, inside the request, while its session is open: ORM rows
+    (lazy loads included) become plain text before the view returns. A generator over a
+    `yield_per` result keeps memory flat; the text is spooled (memory, then a temporary
+    file) and the response only sends bytes, with their length, so a download that stops
+    early is visibly incomplete."""
+    spool = tempfile.SpooledTemporaryFile(max_size=_CSV_SPOOL_BYTES)  # noqa: SIM115 — closed with the response
+    try:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         buffer.write("\ufeff")
         writer.writerow(header)
-        yield buffer.getvalue()
         for row in rows:
-            buffer.seek(0)
-            buffer.truncate()
             writer.writerow([_cell(v) for v in row])
-            yield buffer.getvalue()
+            if buffer.tell() >= _CSV_CHUNK_BYTES:
+                spool.write(buffer.getvalue().encode("utf-8"))
+                buffer.seek(0)
+                buffer.truncate()
+        spool.write(buffer.getvalue().encode("utf-8"))
+        size = spool.tell()
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
 
-    return Response(generate(), mimetype="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    def send():
+        with spool:
+            while chunk := spool.read(_CSV_CHUNK_BYTES):
+                yield chunk
+
+    response = Response(send(), mimetype="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                 "Content-Length": str(size)})
+    response.call_on_close(spool.close)  # also when the body is never read (HEAD, a dropped client)
+    return response

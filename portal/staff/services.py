@@ -310,7 +310,10 @@ def _action_form(service: CustomerService, action: str, formdata=None) -> Action
 def _action_page(service, action, form, *, status=200, confirm=None):
     ctx = {"service": service, "action": action, "slug": SLUG_OF[action], "label": ACTIONS[SLUG_OF[action]][1],
            "form": form, "confirm": confirm, "today": date.today(),
-           "currency": service.customer.location.currency.value}
+           "currency": service.customer.location.currency.value,
+           # Inside the service page (HTMX) the form refreshes its panel; opened on its own
+           # (a new tab, a bookmark, no JavaScript) it is a plain form that posts and redirects.
+           "in_panel": is_htmx()}
     if action == "cancel" and service.state != ServiceState.CANCELLED:
         ctx["earliest_end"] = lc.earliest_end_date(service, date.today())
     body, code = render("staff/services/action.html", block="action_form", status=status, **ctx)
@@ -494,7 +497,12 @@ def _bulk_page(form: BulkForm, preview=None, *, status=200, result=None, error=N
 @bp.get("/services/bulk")
 @requires("services.lifecycle")
 def services_bulk():
-    """Preview: which of the chosen services the step affects, which are skipped and why."""
+    """Preview: which of the chosen services the step affects, which are skipped and why.
+    Opened without a choice (no step, no services) it is the empty page: nothing to refuse yet."""
+    if not any(key in request.args for key in ("action", "ids", "select")):
+        form = BulkForm(formdata=None, meta={"csrf": False})
+        form.on.data = date.today()
+        return _bulk_page(form)
     form = BulkForm(formdata=request.args, meta={"csrf": False})
     action = request.args.get("action", "")
     form.action.data = action

@@ -6,7 +6,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from portal.domain import DomainError
 from portal.domain import customers as rules
@@ -94,6 +94,54 @@ def people(db):
 ])
 def test_search_by_each_field(people, db, query, expected):
     assert numbers(rules.search_customers(db, query, None)) == expected
+
+
+@pytest.fixture
+def streets(db):
+    loc = LocationFactory()
+    billing = CustomerFactory(location=loc, customer_number="200001", last_name="Adamec", name_key="adamec",
+                              street="Korunní 12", city="Praha")
+    further = CustomerFactory(location=loc, customer_number="200002", last_name="Beran", name_key="beran",
+                              street="Dlouhá 1", city="Praha")
+    further.addresses.append(CustomerAddress(kind=AddressKind.INSTALLATION, street="Korunní 810/5", city="Praha",
+                                             postal_code="101 00"))
+    CustomerFactory(location=loc, customer_number="200003", last_name="Cibulka", name_key="cibulka",
+                    street="Korunovační 3", city="Praha")
+    CustomerFactory(location=loc, customer_number="200004", last_name="Dvořák", name_key="dvorak",
+                    street="Na Příkopě 7", city="Praha")
+    db.commit()
+    return {"billing": billing, "further": further}
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("Korunní", ["200001", "200002"]),       # the street alone: billing and further addresses
+    ("korunni", ["200001", "200002"]),       # accents and case ignored
+    ("KORUNNÍ", ["200001", "200002"]),
+    ("Korun", ["200001", "200002", "200003"]),  # a prefix, as the live search types it
+    ("Korunovační", ["200003"]),
+    ("na prikope", ["200004"]),              # a street of several words
+    ("Korunní 12", ["200001"]),              # with the house number, as before
+    ("Ko", []),                              # too short to ask the addresses
+])
+def test_search_by_street_name_alone(streets, db, query, expected):
+    assert numbers(rules.search_customers(db, query, None)) == expected
+
+
+def test_search_by_street_asks_the_street_key_indexes(streets, db):
+    """A street is found through ix_customer_street_key and ix_customer_address_street_key:
+    a range on the index, never a scan of the addresses."""
+    stmt = rules.search_statement(rules.CustomerFilters(query="Korunní"), None)
+    dialect = db.get_bind().dialect
+    sql = str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    if dialect.name == "postgresql":
+        db.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(db.scalars(text("EXPLAIN " + sql)))
+        db.rollback()
+        assert "ix_customer_street_key" in plan and "ix_customer_address_street_key" in plan, plan
+    else:
+        plan = "\n".join(row[-1] for row in db.execute(text("EXPLAIN QUERY PLAN " + sql)))
+        assert "ix_customer_street_key" in plan and "ix_customer_address_street_key" in plan, plan
+        assert "SCAN customer_address" not in plan, plan
 
 
 def test_search_is_limited_to_the_locations(people, db):

@@ -188,3 +188,18 @@ def test_bulk_is_forbidden_without_the_right(operator_client, db):
     assert _changes(db) == 0
     # the list hides the bulk controls from operators who may not use them
     assert 'name="ids"' not in client.get("/staff/services").get_data(as_text=True)
+
+
+def test_opening_the_bulk_page_is_not_a_validation_error(staff_client, db):
+    """Opening the page (no step, no services chosen yet) is 200 with nothing refused;
+    only a submitted choice is validated."""
+    from tests.web.standalone import assert_standalone
+
+    resp = staff_client.get("/staff/services/bulk")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "<html" in html
+    assert "Choose services in the list first." in html and 'href="/staff/services"' in html
+    assert "No services are chosen." not in html and 'role="alert"' not in html
+    assert_standalone(html, "/staff/services/bulk")
+    resp, html = _preview(staff_client)  # a submitted step without services is still refused
+    assert resp.status_code == 422 and "No services are chosen." in html

@@ -98,6 +98,25 @@ def test_search_finds_by_each_field(operator_client, novak, brno_firm, query):
     assert "Novák" in html and "Brněnská" not in html
 
 
+@pytest.mark.parametrize("query", ["Korunní", "korunni", "KORUNNI"])
+def test_search_by_street_name_alone(operator_client, places, db, query):
+    """The README's address search: a street name alone finds the customers living there,
+    by their billing address or a further one; the full page and the live search alike."""
+    billing = CustomerFactory(location=places[0], last_name="Adamec", name_key="adamec", street="Korunní 12")
+    further = CustomerFactory(location=places[0], last_name="Beran", name_key="beran", street="Dlouhá 1")
+    further.addresses.append(CustomerAddress(kind="installation", street="Korunní 810/5", city="Praha",
+                                             postal_code="101 00"))
+    CustomerFactory(location=places[0], last_name="Cibulka", name_key="cibulka", street="Vinohradská 3")
+    db.commit()
+    client = operator_client(rights=READ)
+    for resp in (client.get("/staff/customers", query_string={"q": query}),
+                 client.htmx("GET", "/staff/customers", query_string={"q": query})):
+        html = body(resp)
+        assert resp.status_code == 200
+        assert f"/staff/customers/{billing.id}" in html and f"/staff/customers/{further.id}" in html
+        assert "Cibulka" not in html and "No customer matches." not in html
+
+
 def test_htmx_gets_only_the_results(operator_client, novak):
     client = operator_client(rights=READ)
     resp = client.htmx("GET", "/staff/customers?q=nov")

@@ -385,3 +385,67 @@ def test_refusals_show_before_the_confirmation_page(staff_client, db):
     assert staff_client.post(f"/staff/services/{s.id}/cancel", data={"reason": "x", "confirm": "yes"}).status_code == 302
     resp = staff_client.post(f"/staff/services/{s.id}/change-plan", data={"reason": "x", "target": target.id})
     assert resp.status_code == 422 and "already has a cancellation scheduled" in resp.get_data(as_text=True)
+
+
+# -- a step opened as its own page -----------------------------------------------------------------
+
+
+def _step_service(db, slug):
+    state = {"activate": ServiceState.ORDERED, "unblock": ServiceState.BLOCKED}.get(slug, ServiceState.ACTIVE)
+    definition = ServiceDefinitionFactory(name="Mega")
+    definition.allowed_targets = [ServiceDefinitionFactory(name="Giga")]
+    s = _service(state, definition=definition)
+    db.commit()
+    return s
+
+
+@pytest.mark.parametrize("slug", ["activate", "block", "unblock", "change-plan", "cancel"])
+def test_step_page_opened_directly_is_a_plain_form(staff_client, db, slug):
+    """Opened in a new tab the step page has no service panel: its form must not aim at one."""
+    from tests.web.standalone import assert_standalone
+
+    s = _step_service(db, slug)
+    resp = staff_client.get(f"/staff/services/{s.id}/{slug}")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "<html" in html
+    assert_standalone(html, slug)
+    assert f'action="/staff/services/{s.id}/{slug}"' in html and "hx-post" not in html
+    # Bad input without JavaScript: the whole page again, the message next to the field.
+    bad = staff_client.post(f"/staff/services/{s.id}/{slug}", data={"reason": ""})
+    text = bad.get_data(as_text=True)
+    assert bad.status_code == 422 and "<html" in text and "Give a reason." in text
+    assert_standalone(text, slug)
+    assert "hx-post" not in text
+
+
+@pytest.mark.parametrize("slug", ["activate", "block", "unblock", "change-plan", "cancel"])
+def test_step_page_opened_directly_carries_out_the_step(staff_client, db, slug):
+    s = _step_service(db, slug)
+    data = {"reason": "From its own page"}
+    if slug == "change-plan":
+        data["target"] = s.definition.allowed_targets[0].id
+    if slug == "cancel":
+        data["waive_notice"] = "y"
+    resp = staff_client.post(f"/staff/services/{s.id}/{slug}", data=data)
+    if slug in ("change-plan", "cancel"):
+        # The confirmation is a whole page too, and its Confirm is a plain form.
+        text = resp.get_data(as_text=True)
+        assert resp.status_code == 200 and "<html" in text and 'name="confirm" value="yes"' in text
+        from tests.web.standalone import assert_standalone
+        assert_standalone(text, slug)
+        assert "hx-post" not in text
+        data["confirm"] = "yes"
+        resp = staff_client.post(f"/staff/services/{s.id}/{slug}", data=data)
+    assert resp.status_code == 302 and resp.headers["Location"].endswith(f"/staff/services/{s.id}")
+    assert _audit(db, s.id)
+
+
+def test_step_inside_the_service_page_keeps_htmx(staff_client, db):
+    s = _step_service(db, "cancel")
+    page = staff_client.get(f"/staff/services/{s.id}").get_data(as_text=True)
+    assert 'hx-target="#service-actions"' in page and 'id="service-actions"' in page
+    form = staff_client.htmx("GET", f"/staff/services/{s.id}/cancel").get_data(as_text=True)
+    assert f'hx-post="/staff/services/{s.id}/cancel"' in form and 'hx-target="#service-panel"' in form
+    confirm = staff_client.htmx("POST", f"/staff/services/{s.id}/cancel",
+                                data={"reason": "x", "waive_notice": "y"}).get_data(as_text=True)
+    assert 'name="confirm" value="yes"' in confirm and 'hx-target="#service-panel"' in confirm
