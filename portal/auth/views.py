@@ -18,7 +18,7 @@ from portal.auth.sessions import (
     end_session,
     start_session,
 )
-from portal.auth.totp import decrypt_secret, use_recovery_code, verify_totp
+from portal.auth.totp import accept_totp, use_recovery_code
 from portal.domain import DomainError
 from portal.domain import accounts as rules
 from portal.domain import customers as customer_rules
@@ -119,7 +119,7 @@ def _verify(face: Face):
     status = 200
     if form.validate_on_submit():
         code = form.code.data.strip()
-        ok = verify_totp(decrypt_secret(principal.totp_secret), code) or use_recovery_code(principal, code)
+        ok = accept_totp(db.session, principal, code) or use_recovery_code(principal, code)
         actor = Actor.operator(principal, ip=client_ip()) if face == Face.OPERATOR else Actor.customer(principal, ip=client_ip())
         if ok:
             # A fresh session row and cookie once both factors are proven.

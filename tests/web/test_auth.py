@@ -5,7 +5,7 @@ Customers log in at /login and land on /; operators at /staff/login and land on 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pyotp
@@ -677,3 +677,44 @@ def test_logout_everywhere_also_ends_pending_second_factor_logins(client, make_c
 def test_conftest_login_helpers(client, make_client, customer_login, operator):
     assert login_customer(client, customer_login.email).status_code == 302
     assert login_operator(make_client(), operator.email).status_code == 302
+
+
+# --- a TOTP code works once (RFC 6238 §5.2) --------------------------------------------------
+
+
+def test_a_totp_code_logs_in_only_once(client, make_client, urls, totp_principal):
+    """A code seen over a shoulder is worthless once its owner has used it: a second (and a
+    third) fresh login within the same 30 s is refused, and not logged in."""
+    p, secret, _codes = totp_principal
+    code = pyotp.TOTP(secret).now()
+    log_in(client, urls, p.email)
+    assert client.post(urls["verify"], data={"code": code}).status_code == 302
+    assert client.get(urls["home"]).status_code == 200
+    for _ in range(2):
+        other = make_client()
+        log_in(other, urls, p.email)
+        assert other.post(urls["verify"], data={"code": code}).status_code == 422
+        assert other.get(urls["home"]).status_code == 302
+
+
+def test_an_earlier_totp_code_is_refused_after_a_later_one(client, make_client, urls, totp_principal):
+    """The window accepts the previous and the next step (clock drift); once the next step's
+    code has been used, the current and the previous ones are spent too."""
+    p, secret, _codes = totp_principal
+    totp = pyotp.TOTP(secret)
+    now = datetime.now(UTC)
+    log_in(client, urls, p.email)
+    assert client.post(urls["verify"], data={"code": totp.at(now + timedelta(seconds=30))}).status_code == 302
+    other = make_client()
+    log_in(other, urls, p.email)
+    for earlier in (totp.at(now), totp.at(now - timedelta(seconds=30))):
+        if earlier != totp.at(now + timedelta(seconds=30)):
+            assert other.post(urls["verify"], data={"code": earlier}).status_code == 422
+    assert other.get(urls["home"]).status_code == 302
+
+
+def test_a_failed_totp_code_does_not_spend_the_right_one(client, urls, totp_principal):
+    p, secret, _codes = totp_principal
+    log_in(client, urls, p.email)
+    assert client.post(urls["verify"], data={"code": wrong_code(secret)}).status_code == 422
+    assert client.post(urls["verify"], data={"code": pyotp.TOTP(secret).now()}).status_code == 302
