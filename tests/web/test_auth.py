@@ -18,6 +18,7 @@ from portal.models import (
     AuditEntry,
     AuthSession,
     CustomerLogin,
+    Face,
     LoginEvent,
     Operator,
     PasswordResetToken,
@@ -494,6 +495,67 @@ def test_a_newer_reset_link_replaces_the_older(client, urls, principal, outbox):
     assert first != second
     assert client.get(first).status_code == 410
     assert client.get(second).status_code == 200
+
+
+def test_a_password_change_in_the_profile_ends_reset_links(client, make_client, outbox, db):
+    """A link asked for before the owner changed the password (say, by someone who read the
+    mailbox) no longer sets one afterwards."""
+    login = CustomerLoginFactory()
+    db.commit()
+    urls = FACES["customer"]
+    ask_for_reset(make_client(), urls, login.email)
+    link = reset_link(outbox, login.email)
+    assert log_in(client, urls, login.email).status_code == 302
+    resp = client.post("/profile/password", data={"current_password": PASSWORD, "new_password": NEW_PASSWORD,
+                                                  "confirm": NEW_PASSWORD})
+    assert resp.status_code == 302
+    attacker = make_client()
+    assert attacker.get(link).status_code == 410
+    assert attacker.post(link, data={"password": "Attackers-choice-42", "confirm": "Attackers-choice-42"}).status_code == 410
+    assert log_in(make_client(), urls, login.email, NEW_PASSWORD).status_code == 302
+
+
+def test_a_new_password_ends_every_outstanding_link(face, principal, db, app):
+    """Whatever sets a new password (profile, reset link, invitation link) spends every
+    reset and invitation link of that login, of either face."""
+    from portal.domain import accounts
+
+    first = accounts.create_reset_token(db, principal, timedelta(hours=1))
+    # A second live link (an invitation and a reset can both be out).
+    second = "second-" + first
+    db.add(PasswordResetToken(token_hash=accounts._token_hash(second), face=face,
+                              customer_login_id=principal.id if face == "customer" else None,
+                              operator_id=principal.id if face == "operator" else None,
+                              expires_at=utcnow() + timedelta(hours=1)))
+    db.commit()
+    with app.test_request_context():
+        accounts.reset_password(db, Face(face), first, NEW_PASSWORD)
+    db.commit()
+    assert accounts.valid_reset_token(db, Face(face), second) is None
+    third = accounts.create_reset_token(db, principal, timedelta(hours=1))
+    db.commit()
+    with app.test_request_context():
+        accounts.set_password(db, principal, "Yet-another-password-3", actor=None)
+    db.commit()
+    assert accounts.valid_reset_token(db, Face(face), third) is None
+
+
+def test_an_operator_invitation_link_dies_with_a_password_change(db, app):
+    from portal.domain import accounts
+    from portal.domain import operators as operator_rules
+    from portal.domain.actors import Actor
+
+    admin = OperatorFactory(admin=True)
+    db.commit()
+    with app.test_request_context():
+        op, token = operator_rules.add_operator(db, Actor.operator(admin), email="new.colleague@example.com",
+                                                name="New Colleague", password=None, role_ids=[], location_ids=[],
+                                                link_max_age=timedelta(days=3))
+        db.commit()
+        assert accounts.valid_reset_token(db, Face.OPERATOR, token) is not None
+        accounts.set_password(db, op, NEW_PASSWORD, actor=Actor.operator(admin))
+        db.commit()
+    assert accounts.valid_reset_token(db, Face.OPERATOR, token) is None
 
 
 def test_reset_token_of_one_face_does_not_work_on_the_other(client, face, principal, outbox):
