@@ -308,13 +308,15 @@ def _reset(face: Face, token: str):
     status = 200
     if form.validate_on_submit():
         try:
-            rules.reset_password(db.session, face, token, form.password.data, ip=client_ip())
+            principal = rules.reset_password(db.session, face, token, form.password.data, ip=client_ip())
         except DomainError as exc:
             db.session.rollback()
             form.password.errors = [str(exc)]
             status = 422
         else:
             db.session.commit()
+            # The link proved the owner: this address's own failed tries no longer hold it back.
+            throttle.record_success(face.value, principal.email, client_ip())
             end_session()
             flash(_("Your password has been changed. Please log in."), "success")
             return redirect(url_for("auth.operator_login" if face == Face.OPERATOR else "auth.customer_login"))

@@ -144,3 +144,24 @@ def test_the_settings_exist(app):
     for key in ("LOGIN_ACCOUNT_SLOWDOWN_AFTER", "LOGIN_ACCOUNT_FAILURE_WINDOW", "LOGIN_SLOWDOWN_DELAY",
                 "LOGIN_SLOWDOWN_MAX_DELAY", "LOGIN_FAILURE_ALERT_INTERVAL"):
         assert app.config[key]
+
+
+def test_the_reset_link_frees_the_owners_address(make_client, face, principal, small, storage, outbox):
+    """An owner who mistyped on an attacked account and now waits can use the e-mailed link,
+    then log in from the same address at once."""
+    for i in range(2):
+        attempt(make_client(), face, principal.email, ip=f"203.0.113.{i + 1}")
+    attempt(make_client(), face, principal.email, ip="192.0.2.9")
+    assert throttle.wait_seconds(face, principal.email, "192.0.2.9") >= 1
+    owner = make_client()
+    forgot = "/staff/password/forgot" if face == "operator" else "/password/forgot"
+    owner.post(forgot, data={"email": principal.email}, environ_base={"REMOTE_ADDR": "192.0.2.9"})
+    import re
+    from urllib.parse import urlsplit
+
+    mail = next(m for m in outbox() if m["To"] == principal.email and "/password/reset/" in m.text)
+    link = urlsplit(re.search(r"https?://\S+/password/reset/\S+", mail.text).group(0)).path
+    new = "Brand-new-password-7"
+    assert owner.post(link, data={"password": new, "confirm": new},
+                      environ_base={"REMOTE_ADDR": "192.0.2.9"}).status_code == 302
+    assert attempt(make_client(), face, principal.email, new, ip="192.0.2.9").status_code == 302
