@@ -37,7 +37,15 @@ class DefaultConfig:
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_ENABLED = True
     LOGIN_LIMIT_PER_IP = "20 per minute;200 per hour"
+    # Per account AND client address (a guesser's address is refused, not the owner's); the
+    # second-factor step counts per account.
     LOGIN_LIMIT_PER_ACCOUNT = "5 per minute;30 per hour"
+    # One account failing from many addresses is slowed, not locked (portal/auth/throttle.py).
+    LOGIN_ACCOUNT_SLOWDOWN_AFTER = 10
+    LOGIN_ACCOUNT_FAILURE_WINDOW = timedelta(hours=1)
+    LOGIN_SLOWDOWN_DELAY = timedelta(seconds=5)
+    LOGIN_SLOWDOWN_MAX_DELAY = timedelta(minutes=15)
+    LOGIN_FAILURE_ALERT_INTERVAL = timedelta(hours=24)
     # /cancel is open to anyone: limit how often one address may ask for cancellation links.
     CANCEL_LIMIT_PER_IP = "10 per hour"
     # The largest request body (bank statements are the largest uploads): more is a 413.

@@ -6,10 +6,16 @@ import base64
 import hashlib
 import hmac
 import secrets
+from datetime import UTC, datetime
 
 import pyotp
 from cryptography.fernet import Fernet, InvalidToken
 from flask import current_app
+from sqlalchemy import or_, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from portal.models import CustomerLogin, Operator
 
 
 def _fernet() -> Fernet:
@@ -38,11 +44,42 @@ def provisioning_uri(secret: str, account: str, issuer: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=account, issuer_name=issuer)
 
 
-def verify_totp(secret: str | None, code: str) -> bool:
+def totp_step(secret: str | None, code: str, at: datetime | None = None) -> int | None:
+    """The time step (30 s each, counted from the epoch) whose code `code` is, within one step
+    of now either way (clock drift), or None."""
     code = (code or "").replace(" ", "")
     if not secret or not code.isdigit() or len(code) != 6:
+        return None
+    totp = pyotp.TOTP(secret)
+    now = totp.timecode(at or datetime.now(UTC))
+    for step in (now, now - 1, now + 1):
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            return step
+    return None
+
+
+def accept_totp(session: Session, principal: CustomerLogin | Operator, code: str,
+                secret: str | None = None) -> bool:
+    """True when `code` is right for the login's secret (or `secret`, while enrolling) and
+    later than the last code it accepted; that step is then recorded, so neither this code
+    nor an earlier one works again (RFC 6238 §5.2). The check and the record are one
+    conditional UPDATE: of two requests with the same code, only one wins."""
+    step = totp_step(secret if secret is not None else decrypt_secret(principal.totp_secret), code)
+    if step is None:
         return False
-    return pyotp.TOTP(secret).verify(code, valid_window=1)
+    # The views may hand over Flask-Login's current_user (a proxy): work on the object itself.
+    principal = getattr(principal, "_get_current_object", lambda: principal)()
+    model = Operator if isinstance(principal, Operator) else CustomerLogin
+    result = session.execute(
+        update(model)
+        .where(model.id == principal.id, or_(model.totp_last_step.is_(None), model.totp_last_step < step))
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return False
+    set_committed_value(principal, "totp_last_step", step)
+    return True
 
 
 def _code_hash(code: str) -> str:

@@ -6,7 +6,7 @@ from flask import abort, current_app, flash, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from portal.auth import bp
+from portal.auth import bp, throttle
 from portal.auth.forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SecondFactorForm
 from portal.auth.sessions import (
     _load_session_row,
@@ -18,7 +18,7 @@ from portal.auth.sessions import (
     end_session,
     start_session,
 )
-from portal.auth.totp import decrypt_secret, use_recovery_code, verify_totp
+from portal.auth.totp import accept_totp, use_recovery_code
 from portal.domain import DomainError
 from portal.domain import accounts as rules
 from portal.domain import customers as customer_rules
@@ -57,8 +57,9 @@ def safe_next(target: str | None, face: Face) -> str:
 
 
 def _account_key() -> str:
-    """Rate-limit key per account: the e-mail tried, whatever IP it comes from."""
-    return "acct:" + rules.normalise_email(request.form.get("email", ""))[:254]
+    """Rate-limit key per account AND address: a guesser's address runs out of attempts, the
+    owner's does not (one account failing from many addresses: portal/auth/throttle.py)."""
+    return f"acct:{rules.normalise_email(request.form.get('email', ''))[:254]}|{client_ip() or '-'}"
 
 
 def _ip_limit():
@@ -75,13 +76,27 @@ def _login(face: Face):
         return redirect(url_for(FACES[face]["home"]))
     status = 200
     if form.validate_on_submit():
+        email, ip = rules.normalise_email(form.email.data)[:254], client_ip()
+        wait = throttle.wait_seconds(face.value, email, ip)
+        if wait:
+            # Only an address that has failed on an account under attack waits; the password
+            # is not even tried.
+            form.form_errors.append(_(
+                "Too many failed attempts from here. Try again in %(seconds)d seconds, or ask for "
+                "a link to set a new password.", seconds=wait))
+            body, status = render("auth/login.html", status=429, **_ctx(face, form=form))
+            return body, status, {"Retry-After": str(wait)}
         principal = rules.authenticate(db.session, face, form.email.data, form.password.data,
-                                       ip=client_ip(), user_agent=client_agent())
+                                       ip=ip, user_agent=client_agent())
         if principal is None:
+            alert, failures = throttle.record_failure(face.value, email, ip)
+            if alert:
+                _tell_owner_of_failures(face, email, failures)
             db.session.commit()
             form.form_errors.append(_("Unknown e-mail or wrong password."))
             status = 422
         else:
+            throttle.record_success(face.value, email, ip)
             pending = principal.totp_enabled_at is not None
             start_session(principal, pending_second_factor=pending)
             db.session.commit()
@@ -92,6 +107,20 @@ def _login(face: Face):
     elif request.method == "POST":
         status = 422
     return render("auth/login.html", status=status, **_ctx(face, form=form))
+
+
+def _tell_owner_of_failures(face: Face, email: str, failures: int) -> None:
+    """Once per burst: the owner hears that someone keeps trying their password (the account
+    stays open to them; the link lets them choose a new password if they are worried)."""
+    owner = rules.find_login(db.session, face, email)
+    if owner is None or not owner.active:
+        return
+    forgot = url_for("auth.operator_forgot" if face == Face.OPERATOR else "auth.customer_forgot", _external=True)
+    send_email(owner.email, _("Failed attempts to log in to your account"), "login_failures",
+               customer_id=getattr(owner, "customer_id", None), failures=failures, link=forgot)
+    record(db.session, Actor.system("login throttle"), f"{face.value}.login_failures_alerted",
+           "operator" if face == Face.OPERATOR else "customer_login", owner.id, {"failures": failures},
+           customer_id=getattr(owner, "customer_id", None))
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -119,7 +148,7 @@ def _verify(face: Face):
     status = 200
     if form.validate_on_submit():
         code = form.code.data.strip()
-        ok = verify_totp(decrypt_secret(principal.totp_secret), code) or use_recovery_code(principal, code)
+        ok = accept_totp(db.session, principal, code) or use_recovery_code(principal, code)
         actor = Actor.operator(principal, ip=client_ip()) if face == Face.OPERATOR else Actor.customer(principal, ip=client_ip())
         if ok:
             # A fresh session row and cookie once both factors are proven.
@@ -279,13 +308,15 @@ def _reset(face: Face, token: str):
     status = 200
     if form.validate_on_submit():
         try:
-            rules.reset_password(db.session, face, token, form.password.data, ip=client_ip())
+            principal = rules.reset_password(db.session, face, token, form.password.data, ip=client_ip())
         except DomainError as exc:
             db.session.rollback()
             form.password.errors = [str(exc)]
             status = 422
         else:
             db.session.commit()
+            # The link proved the owner: this address's own failed tries no longer hold it back.
+            throttle.record_success(face.value, principal.email, client_ip())
             end_session()
             flash(_("Your password has been changed. Please log in."), "success")
             return redirect(url_for("auth.operator_login" if face == Face.OPERATOR else "auth.customer_login"))

@@ -83,16 +83,25 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def spend_reset_tokens(session: Session, principal: CustomerLogin | Operator) -> int:
+    """Every outstanding reset (or invitation) link of the login stops working; how many did.
+    A new password — changed in the profile or set through a link — ends them all: a link
+    mailed before the change must not undo it."""
+    column = PasswordResetToken.operator_id if isinstance(principal, Operator) else PasswordResetToken.customer_login_id
+    result = session.execute(
+        update(PasswordResetToken).where(column == principal.id, PasswordResetToken.used_at.is_(None))
+        .values(used_at=utcnow()).execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
 def create_reset_token(session: Session, principal: CustomerLogin | Operator, max_age: timedelta,
                        ip: str | None = None) -> str:
     """A single-use token for the e-mailed link; only its hash is stored. Older unused
     tokens of the same login stop working."""
     face = Face.OPERATOR if isinstance(principal, Operator) else Face.CUSTOMER
-    column = PasswordResetToken.operator_id if face == Face.OPERATOR else PasswordResetToken.customer_login_id
     now = utcnow()
-    session.execute(
-        update(PasswordResetToken).where(column == principal.id, PasswordResetToken.used_at.is_(None)).values(used_at=now)
-    )
+    spend_reset_tokens(session, principal)
     token = secrets.token_urlsafe(32)
     session.add(
         PasswordResetToken(
@@ -138,6 +147,7 @@ def set_password(session: Session, principal, new_password: str, actor: Actor | 
     principal.password_hash = hash_password(new_password)
     principal.failed_logins = 0
     end_all_sessions(principal)  # bumps session_version: every old cookie dies
+    spend_reset_tokens(session, principal)  # a link asked for before the change dies too
     is_op = isinstance(principal, Operator)
     actor = actor or (Actor.operator(principal, ip=ip) if is_op else Actor.customer(principal, ip=ip))
     record(session, actor, action, "operator" if is_op else "customer_login", principal.id,

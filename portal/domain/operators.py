@@ -22,11 +22,11 @@ from sqlalchemy.orm import Session
 
 from portal.auth.passwords import verify_password
 from portal.auth.totp import (
+    accept_totp,
     decrypt_secret,
     encrypt_secret,
     new_recovery_codes,
     new_secret,
-    verify_totp,
 )
 from portal.domain import DomainError
 from portal.domain.accounts import (
@@ -335,7 +335,7 @@ def confirm_totp(session: Session, op: Operator, code: str, actor: Actor) -> lis
     secret = pending_secret(op)
     if secret is None:
         raise OperatorError(_("Start the set-up again."), field="code")
-    if not verify_totp(secret, code):
+    if not accept_totp(session, op, code, secret=secret):
         raise OperatorError(_("That code is not right. Check your device's clock and try the next code."), field="code")
     codes, hashes = new_recovery_codes(10)
     op.totp_enabled_at = utcnow()
@@ -344,10 +344,10 @@ def confirm_totp(session: Session, op: Operator, code: str, actor: Actor) -> lis
     return codes
 
 
-def _check_proof(op: Operator, proof: str) -> None:
+def _check_proof(session: Session, op: Operator, proof: str) -> None:
     proof = (proof or "").strip()
     compact = re.sub(r"\s", "", proof)
-    if compact.isdigit() and len(compact) == 6 and verify_totp(decrypt_secret(op.totp_secret), compact):
+    if compact.isdigit() and len(compact) == 6 and accept_totp(session, op, compact):
         return
     if proof and verify_password(op.password_hash, proof):
         return
@@ -357,7 +357,7 @@ def _check_proof(op: Operator, proof: str) -> None:
 def regenerate_recovery_codes(session: Session, op: Operator, proof: str, actor: Actor) -> list[str]:
     if op.totp_enabled_at is None:
         raise OperatorError(_("Two-factor authentication is off."))
-    _check_proof(op, proof)
+    _check_proof(session, op, proof)
     codes, hashes = new_recovery_codes(10)
     op.recovery_code_hashes = hashes
     record(session, actor, "totp.recovery_codes_regenerated", "operator", op.id)
@@ -370,7 +370,7 @@ def disable_totp(session: Session, op: Operator, proof: str, actor: Actor, confi
         raise OperatorError(_("Two-factor authentication is off."))
     if totp_required(op, config):
         raise OperatorError(_("Two-factor authentication is required for operators."), field="proof")
-    _check_proof(op, proof)
+    _check_proof(session, op, proof)
     op.totp_secret = None
     op.totp_enabled_at = None
     op.recovery_code_hashes = []

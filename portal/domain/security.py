@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session
 
 from portal.auth.passwords import verify_password
 from portal.auth.totp import (
+    accept_totp,
     decrypt_secret,
     encrypt_secret,
     new_recovery_codes,
     new_secret,
     provisioning_uri,
-    verify_totp,
 )
 from portal.domain import DomainError
 from portal.domain.actors import Actor
@@ -64,7 +64,7 @@ def confirm_totp(session: Session, login: CustomerLogin, code: str, actor: Actor
     secret = pending_secret(login)
     if secret is None:
         raise DomainError(_("Start the set-up again."), field="code")
-    if not verify_totp(secret, code):
+    if not accept_totp(session, login, code, secret=secret):
         raise DomainError(_("That code is not right. Check your device's clock and try the next code."), field="code")
     codes, hashes = new_recovery_codes(10)
     login.totp_enabled_at = utcnow()
@@ -74,10 +74,10 @@ def confirm_totp(session: Session, login: CustomerLogin, code: str, actor: Actor
     return codes
 
 
-def _check_code_or_password(login: CustomerLogin, proof: str) -> None:
+def _check_code_or_password(session: Session, login: CustomerLogin, proof: str) -> None:
     proof = (proof or "").strip()
     compact = re.sub(r"\s", "", proof)
-    if compact.isdigit() and len(compact) == 6 and verify_totp(decrypt_secret(login.totp_secret), compact):
+    if compact.isdigit() and len(compact) == 6 and accept_totp(session, login, compact):
         return
     if proof and verify_password(login.password_hash, proof):
         return
@@ -87,7 +87,7 @@ def _check_code_or_password(login: CustomerLogin, proof: str) -> None:
 def disable_totp(session: Session, login: CustomerLogin, proof: str, actor: Actor) -> None:
     if not totp_enabled(login):
         raise DomainError(_("Two-factor authentication is off."))
-    _check_code_or_password(login, proof)
+    _check_code_or_password(session, login, proof)
     login.totp_secret = None
     login.totp_enabled_at = None
     login.recovery_code_hashes = []
@@ -99,7 +99,7 @@ def regenerate_recovery_codes(session: Session, login: CustomerLogin, proof: str
     """New recovery codes; the old ones stop working."""
     if not totp_enabled(login):
         raise DomainError(_("Two-factor authentication is off."))
-    _check_code_or_password(login, proof)
+    _check_code_or_password(session, login, proof)
     codes, hashes = new_recovery_codes(10)
     login.recovery_code_hashes = hashes
     record(session, actor, "totp.recovery_codes_regenerated", "customer_login", login.id,

@@ -90,6 +90,8 @@ class CustomerLogin(_Principal, TimestampMixin, Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     totp_secret: Mapped[str | None] = mapped_column(String(255))  # encrypted at rest
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last TOTP time step accepted: that step and earlier ones are refused (RFC 6238 §5.2).
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
     recovery_code_hashes: Mapped[list] = mapped_column(JSON, default=list)
     language: Mapped[Language | None] = mapped_column(StrEnumType(Language, "language"))
     notify_email: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -160,6 +162,8 @@ class Operator(_Principal, TimestampMixin, Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     totp_secret: Mapped[str | None] = mapped_column(String(255))
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last TOTP time step accepted: that step and earlier ones are refused (RFC 6238 §5.2).
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
     recovery_code_hashes: Mapped[list] = mapped_column(JSON, default=list)
     language: Mapped[Language | None] = mapped_column(StrEnumType(Language, "language"))
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,6 +1,8 @@
 """The selfcare rules without HTTP: portal/domain/profile.py, customer_requests.py, security.py."""
 from __future__ import annotations
 
+import time
+
 import pyotp
 import pytest
 from sqlalchemy import select
@@ -83,5 +85,6 @@ def test_totp_rules(ctx, db, customer_login, actor):
     with pytest.raises(DomainError) as err:
         security.disable_totp(db, customer_login, "000000", actor)
     assert err.value.field == "proof"
-    security.disable_totp(db, customer_login, pyotp.TOTP(secret).now(), actor)
+    # The confirming code is spent (RFC 6238 §5.2): the next step's code proves the owner.
+    security.disable_totp(db, customer_login, pyotp.TOTP(secret).at(time.time() + 30), actor)
     assert customer_login.totp_enabled_at is None

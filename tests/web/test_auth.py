@@ -5,7 +5,7 @@ Customers log in at /login and land on /; operators at /staff/login and land on 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pyotp
@@ -18,6 +18,7 @@ from portal.models import (
     AuditEntry,
     AuthSession,
     CustomerLogin,
+    Face,
     LoginEvent,
     Operator,
     PasswordResetToken,
@@ -496,6 +497,67 @@ def test_a_newer_reset_link_replaces_the_older(client, urls, principal, outbox):
     assert client.get(second).status_code == 200
 
 
+def test_a_password_change_in_the_profile_ends_reset_links(client, make_client, outbox, db):
+    """A link asked for before the owner changed the password (say, by someone who read the
+    mailbox) no longer sets one afterwards."""
+    login = CustomerLoginFactory()
+    db.commit()
+    urls = FACES["customer"]
+    ask_for_reset(make_client(), urls, login.email)
+    link = reset_link(outbox, login.email)
+    assert log_in(client, urls, login.email).status_code == 302
+    resp = client.post("/profile/password", data={"current_password": PASSWORD, "new_password": NEW_PASSWORD,
+                                                  "confirm": NEW_PASSWORD})
+    assert resp.status_code == 302
+    attacker = make_client()
+    assert attacker.get(link).status_code == 410
+    assert attacker.post(link, data={"password": "Attackers-choice-42", "confirm": "Attackers-choice-42"}).status_code == 410
+    assert log_in(make_client(), urls, login.email, NEW_PASSWORD).status_code == 302
+
+
+def test_a_new_password_ends_every_outstanding_link(face, principal, db, app):
+    """Whatever sets a new password (profile, reset link, invitation link) spends every
+    reset and invitation link of that login, of either face."""
+    from portal.domain import accounts
+
+    first = accounts.create_reset_token(db, principal, timedelta(hours=1))
+    # A second live link (an invitation and a reset can both be out).
+    second = "second-" + first
+    db.add(PasswordResetToken(token_hash=accounts._token_hash(second), face=face,
+                              customer_login_id=principal.id if face == "customer" else None,
+                              operator_id=principal.id if face == "operator" else None,
+                              expires_at=utcnow() + timedelta(hours=1)))
+    db.commit()
+    with app.test_request_context():
+        accounts.reset_password(db, Face(face), first, NEW_PASSWORD)
+    db.commit()
+    assert accounts.valid_reset_token(db, Face(face), second) is None
+    third = accounts.create_reset_token(db, principal, timedelta(hours=1))
+    db.commit()
+    with app.test_request_context():
+        accounts.set_password(db, principal, "Yet-another-password-3", actor=None)
+    db.commit()
+    assert accounts.valid_reset_token(db, Face(face), third) is None
+
+
+def test_an_operator_invitation_link_dies_with_a_password_change(db, app):
+    from portal.domain import accounts
+    from portal.domain import operators as operator_rules
+    from portal.domain.actors import Actor
+
+    admin = OperatorFactory(admin=True)
+    db.commit()
+    with app.test_request_context():
+        op, token = operator_rules.add_operator(db, Actor.operator(admin), email="new.colleague@example.com",
+                                                name="New Colleague", password=None, role_ids=[], location_ids=[],
+                                                link_max_age=timedelta(days=3))
+        db.commit()
+        assert accounts.valid_reset_token(db, Face.OPERATOR, token) is not None
+        accounts.set_password(db, op, NEW_PASSWORD, actor=Actor.operator(admin))
+        db.commit()
+    assert accounts.valid_reset_token(db, Face.OPERATOR, token) is None
+
+
 def test_reset_token_of_one_face_does_not_work_on_the_other(client, face, principal, outbox):
     urls = FACES[face]
     other_face = FACES["operator" if face == "customer" else "customer"]
@@ -677,3 +739,44 @@ def test_logout_everywhere_also_ends_pending_second_factor_logins(client, make_c
 def test_conftest_login_helpers(client, make_client, customer_login, operator):
     assert login_customer(client, customer_login.email).status_code == 302
     assert login_operator(make_client(), operator.email).status_code == 302
+
+
+# --- a TOTP code works once (RFC 6238 §5.2) --------------------------------------------------
+
+
+def test_a_totp_code_logs_in_only_once(client, make_client, urls, totp_principal):
+    """A code seen over a shoulder is worthless once its owner has used it: a second (and a
+    third) fresh login within the same 30 s is refused, and not logged in."""
+    p, secret, _codes = totp_principal
+    code = pyotp.TOTP(secret).now()
+    log_in(client, urls, p.email)
+    assert client.post(urls["verify"], data={"code": code}).status_code == 302
+    assert client.get(urls["home"]).status_code == 200
+    for _ in range(2):
+        other = make_client()
+        log_in(other, urls, p.email)
+        assert other.post(urls["verify"], data={"code": code}).status_code == 422
+        assert other.get(urls["home"]).status_code == 302
+
+
+def test_an_earlier_totp_code_is_refused_after_a_later_one(client, make_client, urls, totp_principal):
+    """The window accepts the previous and the next step (clock drift); once the next step's
+    code has been used, the current and the previous ones are spent too."""
+    p, secret, _codes = totp_principal
+    totp = pyotp.TOTP(secret)
+    now = datetime.now(UTC)
+    log_in(client, urls, p.email)
+    assert client.post(urls["verify"], data={"code": totp.at(now + timedelta(seconds=30))}).status_code == 302
+    other = make_client()
+    log_in(other, urls, p.email)
+    for earlier in (totp.at(now), totp.at(now - timedelta(seconds=30))):
+        if earlier != totp.at(now + timedelta(seconds=30)):
+            assert other.post(urls["verify"], data={"code": earlier}).status_code == 422
+    assert other.get(urls["home"]).status_code == 302
+
+
+def test_a_failed_totp_code_does_not_spend_the_right_one(client, urls, totp_principal):
+    p, secret, _codes = totp_principal
+    log_in(client, urls, p.email)
+    assert client.post(urls["verify"], data={"code": wrong_code(secret)}).status_code == 422
+    assert client.post(urls["verify"], data={"code": pyotp.TOTP(secret).now()}).status_code == 302
