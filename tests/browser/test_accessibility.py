@@ -270,3 +270,19 @@ def test_selfcare_pages_accessible_and_reflow(browser, live_server, demo):
 
 def test_staff_pages_accessible_and_reflow(browser, live_server, demo):
     _check_face(browser, live_server, demo, STAFF_PAGES, "/staff/login", DEMO_OPERATOR_EMAIL, DEMO_OPERATOR_PASSWORD)
+
+
+def test_failed_submit_moves_focus_to_the_error_summary(page, operator):
+    from tests.conftest import PASSWORD
+
+    _log_in(page, "/staff/login", operator.email, PASSWORD)
+    page.goto("/staff/customers/new")
+    page.locator("main form button[type=submit]").last.click()
+    summary = page.locator("[data-error-summary]")
+    summary.wait_for()
+    assert page.evaluate("document.activeElement.hasAttribute('data-error-summary')")
+    # Each entry leads to its field.
+    first = summary.get_by_role("link").first
+    target = first.get_attribute("href")
+    first.click()
+    assert page.evaluate("'#' + document.activeElement.id") == target
