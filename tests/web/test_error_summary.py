@@ -24,3 +24,10 @@ def test_staff_form_summary_links_to_each_field_in_error(staff_client):
     for target in targets:
         assert f'id="{target}"' in html
 
+
+
+def test_profile_language_select_is_the_only_element_with_its_id(customer_client):
+    html = customer_client.get("/profile").get_data(as_text=True)
+    # The label's for= must reach the select, not the section around it.
+    assert html.count('id="language"') == 1
+    assert re.search(r'<select[^>]*id="language"', html)
