@@ -339,7 +339,9 @@ def render_pdf(
     sheets = [stylesheet()]
     if language is not None:
         sheets.append(page_footer_stylesheet(language))
-    options: dict[str, Any] = {"stylesheets": sheets}
+    # Tagged PDF (structure tree, MarkInfo /Marked true): screen readers follow headings,
+    # tables and reading order instead of loose glyphs.
+    options: dict[str, Any] = {"stylesheets": sheets, "pdf_tags": True}
     if pdf_variant:
         options["pdf_variant"] = pdf_variant
     try:

@@ -80,11 +80,13 @@ class NewAgreementForm(FlaskForm):
 
 class InvalidateForm(FlaskForm):
     note = TextAreaField(_l("Why is it invalid?"), validators=[DataRequired(message=_l("Say why the agreement is invalid.")),
-                                                               Length(max=2000)])
+                                                               Length(max=2000)],
+                         id="invalidate-note")  # the accept form on the same page has a note too
 
 
 class AcceptForm(FlaskForm):
-    note = TextAreaField(_l("Note (where the signed copy is kept)"), validators=[Optional(), Length(max=2000)])
+    note = TextAreaField(_l("Note (where the signed copy is kept)"), validators=[Optional(), Length(max=2000)],
+                         id="accept-note")
 
 
 class IssueForm(FlaskForm):

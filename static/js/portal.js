@@ -5,6 +5,8 @@
  *  2. data-confirm="Question?" on a form, a submit button or a link asks before going on.
  *  3. Live search: <input data-results="#results"> lets ArrowDown/ArrowUp walk the links in
  *     #results (Escape returns to the input; Enter follows the focused link, as links do).
+ *  4. After a form sent with htmx comes back with errors, focus moves to its error summary
+ *     ([data-error-summary]), as `autofocus` does on a full page load.
  */
 (function () {
   "use strict";
@@ -147,6 +149,19 @@
       input.focus();
     } else {
       links[index - 1].focus();
+    }
+  });
+
+  // 4. Only after a submit: a form re-validated while typing must not steal the focus.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var config = event.detail && event.detail.requestConfig;
+    var trigger = config && config.triggeringEvent;
+    if (!trigger || trigger.type !== "submit") {
+      return;
+    }
+    var summary = document.querySelector("[data-error-summary]");
+    if (summary) {
+      summary.focus();
     }
   });
 
