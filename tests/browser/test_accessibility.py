@@ -86,6 +86,7 @@ STAFF_PAGES = [
     ("/staff/customers/{customer}/agreements/new", True),
     ("/staff/customers/{customer}/services/new", True),
     ("/staff/services", True),
+    ("/staff/services/bulk", True),
     ("/staff/services/{service}", True),
     ("/staff/services/{service}/block", True),
     ("/staff/services/{service}/change-plan", True),
