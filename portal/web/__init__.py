@@ -8,7 +8,7 @@ from decimal import Decimal
 from functools import lru_cache
 
 from flask import Flask, current_app, g, render_template, request, url_for
-from flask_babel import format_currency, format_date, format_datetime, get_locale, get_translations
+from flask_babel import format_currency, format_date, format_datetime, format_decimal, get_locale, get_translations
 from flask_babel import gettext as _
 from flask_babel import refresh as babel_refresh
 from flask_wtf.csrf import CSRFError
@@ -81,6 +81,15 @@ def _locale_id() -> str:
     text = str(get_locale() or "")
     ctx.portal_locale_id = (getattr(ctx, "babel_locale", None), text)
     return text
+
+
+def number(value, places: int = 2) -> str:
+    """A plain number in the reader's locale ("1 234,5" in Czech, "1,234.5" in English),
+    rounded to `places` decimals and without trailing zeros."""
+    if value is None:
+        return ""
+    q = Decimal(str(value)).quantize(Decimal(1).scaleb(-places))
+    return format_decimal(q, format="#,##0." + "#" * places if places else "#,##0")
 
 
 @lru_cache(maxsize=8192)
@@ -285,4 +294,5 @@ def init_web(app: Flask) -> None:
         return value
 
     app.jinja_env.filters["date"] = _date
+    app.jinja_env.filters["number"] = number
     app.jinja_env.filters["datetime"] = lambda v, fmt="medium": format_datetime(v, fmt) if v else ""
