@@ -218,3 +218,10 @@ def test_usage_chart_numbers_follow_the_readers_locale(db, mine, customer_client
     # 40 + 2 + 1200.5 this month, written the Czech way on the axis and in the table.
     assert "1\xa0242,5" in html
     assert "1242.5" not in html and "1242,50" not in html
+
+
+def test_invoice_lines_periods_use_the_page_date(customer_client, mine):
+    """Invoice line periods were written short (4/1/26) beside long dates."""
+    html = customer_client.get(f"/invoices/{mine.invoice.id}").get_data(as_text=True)
+    assert "Apr 1, 2026 – Apr 28, 2026" in html
+    assert "4/1/26" not in html
