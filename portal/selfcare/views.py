@@ -17,6 +17,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from portal.auth.sessions import active_sessions, current_auth_session, start_session
 from portal.documents import (
     document_for,
+    invoice_supplier,
     kind_for,
     render_statement,
     send_document,
@@ -126,7 +127,7 @@ def _blocking_notice(overview, today: date) -> dict | None:
     forecast = dunning_rules.blocking_forecast(db.session, _cid(), active, today)
     if forecast is None:
         return None
-    return {**forecast, "supplier": forecast["invoice"].supplier or {}, "qr": _payment_qr(forecast["invoice"])}
+    return {**forecast, "supplier": invoice_supplier(forecast["invoice"]), "qr": _payment_qr(forecast["invoice"])}
 
 
 @bp.get("/")
@@ -380,7 +381,7 @@ def invoices():
 def _payment_qr(invoice: Invoice) -> dict | None:
     """What to scan to pay what is left on `invoice` (its amount due already counts credit
     notes and payments): the same QR the printed invoice carries, for the amount due now."""
-    supplier = invoice.supplier or {}
+    supplier = invoice_supplier(invoice)
     found = payment_qr(
         currency=invoice.currency.value, iban=supplier.get("iban"), amount=invoice.amount_due,
         variable_symbol=invoice.variable_symbol, constant_symbol=invoice.constant_symbol,
@@ -432,7 +433,7 @@ def invoice_detail(invoice_id: int):
     if invoice.corrects_id is not None:
         corrects = db.session.scalar(corrects_stmt, {"invoice_id": invoice.corrects_id, "customer_id": _cid()})
     return render("selfcare/invoice_detail.html", invoice=invoice, lines=lines, vat=vat, allocations=allocations,
-                  corrects=corrects, supplier=invoice.supplier or {}, today=date.today(), qr=_payment_qr(invoice))
+                  corrects=corrects, supplier=invoice_supplier(invoice), today=date.today(), qr=_payment_qr(invoice))
 
 
 # ---------------------------------------------------------------------------------- statement
