@@ -478,32 +478,35 @@ def payments():
 # ---------------------------------------------------------------------------------- requests
 
 def _request_form_choices(form: NewRequestForm) -> None:
+    """The services, and as new plans only the allowed plan-change targets of the chosen
+    service (of the only one when the customer has one): htmx refreshes the list when the
+    service changes; without JavaScript a plan of another service is refused next to the field."""
     services = requests_rules.customer_services_for_requests(db.session, _cid())
     form.service_id.choices = choices([("", "—")] + [
         (s.id, s.definition.customer_name + (f" — {s.installation_address}" if s.installation_address else ""))
         for s in services
     ])
-    seen, targets = set(), []
-    for s in services:
-        for d in requests_rules.plan_targets(s):
-            if d.id not in seen:
-                seen.add(d.id)
-                targets.append((d.id, d.customer_name))
-    form.target_definition_id.choices = choices([("", "—")] + targets)
+    chosen = next((s for s in services if s.id == form.service_id.data), None)
+    if chosen is None and len(services) == 1:
+        chosen = services[0]
+    targets = requests_rules.plan_targets(chosen) if chosen is not None else []
+    form.target_definition_id.choices = choices([("", "—")] + [(d.id, d.customer_name) for d in targets])
 
 
-def _requests_page(form: NewRequestForm, status: int = 200):
+def _requests_page(form: NewRequestForm, status: int = 200, block: str | None = None):
     page = paginate(requests_rules.requests_query(_cid()), page_number(request.args.get("page")), PER_PAGE)
-    return render("selfcare/requests.html", block="request_form" if status != 200 else None, status=status,
+    return render("selfcare/requests.html", block=block or ("request_form" if status != 200 else None), status=status,
                   page=page, form=form)
 
 
 @bp.get("/requests")
 @customer_required
 def requests():
-    form = NewRequestForm(formdata=None)
+    # ?service_id=… (htmx on choosing the service, or a plain link) fills the form in,
+    # so its plan list is that service's; only the form block goes back to htmx.
+    form = NewRequestForm(formdata=request.args if "service_id" in request.args else None)
     _request_form_choices(form)
-    return _requests_page(form)
+    return _requests_page(form, block="request_form" if "service_id" in request.args else None)
 
 
 @bp.post("/requests")
