@@ -9,7 +9,14 @@ from functools import lru_cache
 
 from babel import Locale
 from flask import Flask, current_app, g, render_template, request, url_for
-from flask_babel import format_currency, format_date, format_datetime, format_decimal, get_locale, get_translations
+from flask_babel import (
+    format_currency,
+    format_date,
+    format_datetime,
+    format_decimal,
+    get_locale,
+    get_translations,
+)
 from flask_babel import gettext as _
 from flask_babel import refresh as babel_refresh
 from flask_wtf.csrf import CSRFError

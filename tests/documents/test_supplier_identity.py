@@ -8,7 +8,13 @@ from types import SimpleNamespace
 
 from pypdf import PdfReader
 
-from portal.documents import customer_supplier, document_for, invoice_supplier, kind_for, read_document
+from portal.documents import (
+    customer_supplier,
+    document_for,
+    invoice_supplier,
+    kind_for,
+    read_document,
+)
 from portal.mail import send_email
 from tests.documents.doc_fixtures import make_invoice
 from tests.factories import CustomerFactory, LocationFactory, PartnerFactory

@@ -170,7 +170,11 @@ def test_a_scheduled_change_is_the_pending_change_of_one_service(customer_client
 
 def test_pending_plan_changes_domain(db, mine):
     from portal.domain.actors import Actor
-    from portal.domain.lifecycle import change_plan, pending_plan_changes, without_pending_successors
+    from portal.domain.lifecycle import (
+        change_plan,
+        pending_plan_changes,
+        without_pending_successors,
+    )
     from portal.models import ActorType, ServiceState
 
     mine.service.state = ServiceState.ACTIVE
