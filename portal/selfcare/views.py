@@ -39,7 +39,14 @@ from portal.domain.agreements import (
     covering_agreement,
 )
 from portal.domain.balance import customer_statement, describe_entry
-from portal.domain.lifecycle import change_plan, next_period_start, plan_change_preview, price_on
+from portal.domain.lifecycle import (
+    change_plan,
+    next_period_start,
+    pending_plan_changes,
+    plan_change_preview,
+    price_on,
+    without_pending_successors,
+)
 from portal.domain.overview import customer_overview, open_invoices_query
 from portal.extensions import db, limiter
 from portal.models import (
@@ -135,10 +142,13 @@ def _blocking_notice(overview, today: date) -> dict | None:
 def dashboard():
     today = date.today()
     overview = customer_overview(db.session, _cid(), today)
+    # A scheduled plan change is the pending change of one service, not a second service.
+    pending = pending_plan_changes(db.session, overview.services)
+    overview.services = without_pending_successors(overview.services, pending)
     awaiting = [{"agreement": a, "deadline": acceptance_deadline(a)}
                 for a in awaiting_acceptance(db.session, _cid())]
     return render("selfcare/dashboard.html", overview=overview, customer=current_user.customer,
-                  blocking=_blocking_notice(overview, today), awaiting=awaiting, today=today)
+                  blocking=_blocking_notice(overview, today), awaiting=awaiting, today=today, pending=pending)
 
 
 # ---------------------------------------------------------------------------------- services
@@ -152,9 +162,11 @@ def services():
         .where(CustomerService.customer_id == _cid())
         .order_by(CustomerService.state == "cancelled", CustomerService.id)
     ).all()
+    pending = pending_plan_changes(db.session, rows)
+    rows = without_pending_successors(rows, pending)
     today = date.today()
     prices = {s.id: price_on(s, today) for s in rows}
-    return render("selfcare/services.html", services=rows, prices=prices,
+    return render("selfcare/services.html", services=rows, prices=prices, pending=pending,
                   currency=current_user.customer.location.currency.value)
 
 
@@ -162,6 +174,12 @@ def services():
 @customer_required
 def service_detail(service_id: int):
     service = owned_or_404(CustomerService, service_id)
+    predecessor = db.session.scalar(select(CustomerService).where(
+        CustomerService.replaced_by_id == service.id, CustomerService.customer_id == _cid()))
+    if predecessor is not None and predecessor.id in pending_plan_changes(db.session, [predecessor, service]):
+        # Not a service of its own yet: the pending change is shown on the service it changes.
+        return redirect(url_for("selfcare.service_detail", service_id=predecessor.id))
+    pending_change = pending_plan_changes(db.session, [service]).get(service.id)
     events = db.session.scalars(
         select(ServiceEvent)
         .where(ServiceEvent.customer_service_id == service.id, ServiceEvent.visible_to_customer.is_(True))
@@ -186,7 +204,7 @@ def service_detail(service_id: int):
     plan = {k: v for k, v in plan.items() if k != "service"}
     return render("selfcare/service_detail.html", service=service, price=price_on(service, date.today()),
                   history=list(reversed(history)),
-                  scheduled=scheduled, agreements=agreements, usage=usage, cancellable=cancellable,
+                  scheduled=scheduled, pending_change=pending_change, agreements=agreements, usage=usage, cancellable=cancellable,
                   currency=current_user.customer.location.currency.value,
                   form=plan_form, preview=None, confirm_form=None, **{**plan, "changeable": plan["changeable"] and cancellable})
 
@@ -289,7 +307,9 @@ def plan_change_confirm(service_id: int):
         flash(_("Your request to change the plan has been sent. We will answer here and by e-mail."), "success")
         return redirect(url_for("selfcare.request_detail", request_id=created.id))
     flash(_("Your plan changes to %(name)s on %(date)s.", name=target.customer_name, date=format_date(on)), "success")
-    return redirect(url_for("selfcare.service_detail", service_id=successor.id))
+    # A scheduled change is shown on the service that changes; a change today is the successor.
+    shown = service if service.state != ServiceState.CANCELLED else successor
+    return redirect(url_for("selfcare.service_detail", service_id=shown.id))
 
 
 class _PlanError(DomainError):
