@@ -163,6 +163,8 @@ def test_a_scheduled_change_is_the_pending_change_of_one_service(customer_client
         assert html.count(f"/services/{mine.service.id}\"") == 1, url
     page = text(customer_client.get(f"/services/{mine.service.id}"))
     assert f"Scheduled: {change}" in page
+    # Nor is it a service of its own to send a request about.
+    assert f'<option value="{successor.id}"' not in text(customer_client.get("/requests"))
     # The successor's own address leads to the service that changes.
     resp = customer_client.get(f"/services/{successor.id}")
     assert resp.status_code == 302 and resp.headers["Location"].endswith(f"/services/{mine.service.id}")
