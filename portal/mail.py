@@ -11,8 +11,9 @@ from pathlib import Path
 
 from flask import current_app, render_template
 
+from portal.documents import customer_supplier, invoice_supplier
 from portal.extensions import db
-from portal.models import EmailState, OutboundEmail
+from portal.models import Customer, EmailState, OutboundEmail
 from portal.models.base import utcnow
 
 log = logging.getLogger("portal.mail")
@@ -22,6 +23,7 @@ def send_email(to: str, subject: str, template: str, *, customer_id: int | None 
                attachments: list[tuple[str, str, bytes]] | None = None, **context) -> OutboundEmail:
     """Render `templates/emails/<template>.txt` and deliver it. Records an OutboundEmail row
     in the caller's transaction; delivery failures are recorded, never raised."""
+    context.setdefault("supplier", _supplier(customer_id, context))
     body = render_template(f"emails/{template}.txt", **context)
     msg = EmailMessage()
     msg["From"] = current_app.config["MAIL_FROM"]
@@ -50,6 +52,19 @@ def send_email(to: str, subject: str, template: str, *, customer_id: int | None 
         row.error = str(exc)[:2000]
         log.warning("e-mail to %s failed: %s", to, exc)
     return row
+
+
+def _supplier(customer_id: int | None, context: dict) -> dict:
+    """The supplier an e-mail signs with: the one its invoice's PDF prints, else the
+    customer's (their location's partner), else the SUPPLIER_* settings — the documents'
+    own function, so an e-mail and a PDF never name two suppliers."""
+    invoice = context.get("invoice")
+    if invoice is not None:
+        return invoice_supplier(invoice)
+    customer = context.get("customer")
+    if customer is None and customer_id is not None:
+        customer = db.session.get(Customer, customer_id)
+    return customer_supplier(customer)
 
 
 def _write_outbox(msg: EmailMessage, email_id: int) -> Path:

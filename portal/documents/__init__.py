@@ -10,8 +10,11 @@ What a view or a job calls:
     render_statement(customer, statement) -> bytes           an account statement (not stored)
     send_pdf(data, file_name) -> Response                    for on-demand PDFs like statements
     supplier_snapshot(partner) -> dict                       what billing copies into Invoice.supplier
+    supplier_identity(partner, snapshot) -> dict             the supplier e-mails, PDFs and pages show
+    customer_supplier(customer, snapshot) -> dict            the same, for a customer's location
+    invoice_supplier(invoice) -> dict                        the same, for an invoice (its snapshot first)
 """
-from .data import supplier_snapshot
+from .data import customer_supplier, invoice_supplier, supplier_identity, supplier_snapshot
 from .render import DocumentError, ResourceRefused
 from .service import (
     KINDS,
@@ -36,7 +39,9 @@ __all__ = [
     "DocumentMissing",
     "DocumentTampered",
     "ResourceRefused",
+    "customer_supplier",
     "document_for",
+    "invoice_supplier",
     "kind_for",
     "latest_document",
     "pending",
@@ -46,6 +51,7 @@ __all__ = [
     "send_document",
     "send_pdf",
     "statement_file_name",
+    "supplier_identity",
     "supplier_snapshot",
     "verify",
 ]

@@ -115,14 +115,28 @@ def supplier_snapshot(partner: Partner | None = None) -> dict[str, str | None]:
     return {k: (own.get(k) or fallback.get(k)) for k in SUPPLIER_KEYS}
 
 
-def _supplier_from_snapshot(snapshot: dict | None, partner: Partner | None) -> dict[str, str | None]:
-    """An invoice's own snapshot wins; keys it lacks come from the partner / settings.
+def supplier_identity(partner: Partner | None = None, snapshot: dict | None = None) -> dict[str, str | None]:
+    """THE supplier a customer reads, wherever they read it (e-mails, PDFs, pages): the
+    partner of the customer's location when set, else the SUPPLIER_* settings; for an
+    invoice, its own snapshot wins and keys it lacks come from the same place.
     A snapshot may carry a one-line "address" instead of street/postal_code/city."""
     base = supplier_snapshot(partner)
     snap = dict(snapshot or {})
     if snap.get("address") and not snap.get("street"):
         snap.update(_split_address(snap["address"]))
     return {k: (snap.get(k) if snap.get(k) not in (None, "") else base.get(k)) for k in SUPPLIER_KEYS}
+
+
+def customer_supplier(customer, snapshot: dict | None = None) -> dict[str, str | None]:
+    """`supplier_identity` for a customer: their location's partner."""
+    location = getattr(customer, "location", None) if customer is not None else None
+    return supplier_identity(location.partner if location is not None else None, snapshot)
+
+
+def invoice_supplier(invoice) -> dict[str, str | None]:
+    """`supplier_identity` for an invoice: its snapshot over its location's partner."""
+    location = invoice.location
+    return supplier_identity(location.partner if location is not None else None, invoice.supplier)
 
 
 def _parse_address_lines(text: str, default_country: str = "CZ") -> dict[str, Any]:
@@ -171,8 +185,7 @@ INVOICE_TITLES = {
 
 
 def invoice_data(invoice: Invoice) -> dict[str, Any]:
-    partner = invoice.location.partner if invoice.location is not None else None
-    supplier = _supplier_from_snapshot(invoice.supplier, partner)
+    supplier = invoice_supplier(invoice)
     address_lines = [ln.strip() for ln in (invoice.customer_address or "").splitlines() if ln.strip()]
     due = invoice.amount_due
     corrects = invoice.corrects
@@ -291,7 +304,7 @@ def agreement_data(agreement: Agreement) -> dict[str, Any]:
         "terms": atype.terms or "",
         "summary": agreement.summary or "",
         "currency": currency,
-        "supplier": supplier_snapshot(customer.location.partner if customer.location else None),
+        "supplier": customer_supplier(customer),
         "customer": customer_party(customer),
         "services": [_service_row(cs) for cs in _with_definitions(sorted(agreement.customer_services,
                                                                            key=lambda s: s.id))],
@@ -328,7 +341,7 @@ def reminder_data(session: Session, reminder: Reminder) -> dict[str, Any]:
         "currency": currency,
         # One invoice: its own symbol; several: the customer's, which pairs to the oldest first.
         "payment_vs": invoices[0].variable_symbol if len(invoices) == 1 else customer.variable_symbol,
-        "supplier": supplier_snapshot(customer.location.partner if customer.location else None),
+        "supplier": customer_supplier(customer),
         "customer": customer_party(customer),
         "invoices": [
             {
@@ -378,7 +391,7 @@ def cancellation_data(session: Session, service: CustomerService) -> dict[str, A
         "service": _service_row(service),
         "service_name": d.customer_name or d.name,
         "customer": customer_party(customer),
-        "supplier": supplier_snapshot(customer.location.partner if customer.location else None),
+        "supplier": customer_supplier(customer),
         "currency": customer.location.currency.value if customer.location else "CZK",
         "requested_on": _s(requested_on),
         "end_date": _s(end_date),
@@ -433,5 +446,5 @@ def statement_data(customer: Customer, statement: Any) -> dict[str, Any]:
         "closing": money_map(attr(statement, "closing")),
         "entries": entries,
         "customer": party,
-        "supplier": supplier_snapshot(customer.location.partner if customer.location else None),
+        "supplier": customer_supplier(customer),
     }

@@ -45,13 +45,16 @@ MAX_BODY = 5000
 
 
 def customer_services_for_requests(session: Session, customer_id: int) -> list[CustomerService]:
-    """The services a request may be about (not cancelled), with their plan-change targets."""
-    return list(session.scalars(
+    """The services a request may be about (not cancelled), with their plan-change targets.
+    The successor of a scheduled plan change is not one of them: it is that service's
+    pending change."""
+    services = list(session.scalars(
         select(CustomerService)
         .options(selectinload(CustomerService.definition).selectinload(ServiceDefinition.allowed_targets))
         .where(CustomerService.customer_id == customer_id, CustomerService.state != ServiceState.CANCELLED)
         .order_by(CustomerService.id)
     ))
+    return lifecycle.without_pending_successors(services, lifecycle.pending_plan_changes(session, services))
 
 
 def plan_targets(service: CustomerService) -> list[ServiceDefinition]:

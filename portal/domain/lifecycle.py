@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -521,6 +522,48 @@ def change_plan(session: Session, service: CustomerService, target: ServiceDefin
         return successor
     _apply_change(session, service, old_event, actor)
     return successor
+
+
+@dataclass(frozen=True)
+class PendingPlanChange:
+    """A plan change scheduled for a later date: the service keeps running as it is until
+    `on`, then continues as `successor` (already created, in state ordered, on `target`)."""
+
+    service: CustomerService
+    successor: CustomerService
+    target: ServiceDefinition
+    on: date
+
+
+def pending_plan_changes(session: Session, services: Iterable[CustomerService]) -> dict[int, PendingPlanChange]:
+    """The scheduled plan changes of `services`, by the id of the service that changes. A
+    customer has one service through a scheduled change: its successor is the pending
+    change of that service, not a second service. One query (none without a change)."""
+    services = list(services)
+    changing = {s.id: s for s in services if s.replaced_by_id is not None and s.state != CANCELLED}
+    if not changing:
+        return {}
+    known = {s.id: s for s in services}
+    pending: dict[int, PendingPlanChange] = {}
+    for event in session.scalars(
+        select(ServiceEvent).where(
+            ServiceEvent.customer_service_id.in_(changing), ServiceEvent.kind == ServiceEventKind.CHANGED,
+            ServiceEvent.scheduled_for.is_not(None), ServiceEvent.done_at.is_(None),
+        ).order_by(ServiceEvent.scheduled_for, ServiceEvent.id)
+    ):
+        service = changing[event.customer_service_id]
+        successor = known.get(service.replaced_by_id) or session.get(CustomerService, service.replaced_by_id)
+        if successor is None or service.id in pending:
+            continue
+        pending[service.id] = PendingPlanChange(service, successor, successor.definition, event.scheduled_for)
+    return pending
+
+
+def without_pending_successors(services: Iterable[CustomerService],
+                               pending: dict[int, PendingPlanChange]) -> list[CustomerService]:
+    """`services` less the successors of scheduled plan changes (shown on their predecessor)."""
+    hidden = {p.successor.id for p in pending.values()}
+    return [s for s in services if s.id not in hidden]
 
 
 def check_change_plan(service: CustomerService, target: ServiceDefinition, *, on: date | None,

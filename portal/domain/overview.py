@@ -45,7 +45,10 @@ class CustomerOverview:
     open_requests: int
     amount_due: dict[str, Decimal] = field(default_factory=dict)
     overdue: dict[str, Decimal] = field(default_factory=dict)
+    # The earliest due date still ahead (today included); what is past it is overdue, and
+    # `overdue_since` is the oldest due date of that.
     next_due_date: date | None = None
+    overdue_since: date | None = None
 
 
 def open_invoices_query(customer_id: int):
@@ -107,7 +110,8 @@ def customer_overview(session: Session, customer_id: int, today: date | None = N
         open_requests=open_requests,
         amount_due=amount_due,
         overdue=overdue,
-        next_due_date=open_invoices[0].due_date if open_invoices else None,
+        next_due_date=min((inv.due_date for inv in open_invoices if inv.due_date >= today), default=None),
+        overdue_since=min((inv.due_date for inv in open_invoices if inv.due_date < today), default=None),
     )
 
 

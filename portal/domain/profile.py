@@ -191,6 +191,16 @@ class UsageSeries:
     maximum: Decimal = field(default=Decimal(0))
 
     @property
+    def label(self) -> str:
+        """The series' heading: the tracker and the metric, once when they are named alike
+        ("Calls", not "Calls — Calls")."""
+        if not self.name or self.name.casefold() == self.tracker.casefold():
+            return self.tracker
+        if not self.tracker:
+            return self.name
+        return f"{self.tracker} — {self.name}"
+
+    @property
     def points(self) -> list[tuple[date, Decimal | None]]:
         return list(zip(self.months, self.values, strict=True))
 

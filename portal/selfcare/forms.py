@@ -119,7 +119,7 @@ class NewRequestForm(FlaskForm):
     service_id = SelectField(_l("Service"), coerce=_int_or_none, validate_choice=False,
                              description=_l("Needed for a change of plan, a move and a cancellation."))
     target_definition_id = SelectField(_l("New plan"), coerce=_int_or_none, validate_choice=False,
-                                       description=_l("For a change of plan: the plans offered for each service."))
+                                       description=_l("For a change of plan: the plans offered for the chosen service."))
     new_street = StringField(_l("New street and house number"), validators=[Optional(), Length(max=200)],
                              render_kw={"autocomplete": "street-address"})
     new_city = StringField(_l("New city"), validators=[Optional(), Length(max=100)],

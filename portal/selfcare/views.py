@@ -17,6 +17,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from portal.auth.sessions import active_sessions, current_auth_session, start_session
 from portal.documents import (
     document_for,
+    invoice_supplier,
     kind_for,
     render_statement,
     send_document,
@@ -38,7 +39,14 @@ from portal.domain.agreements import (
     covering_agreement,
 )
 from portal.domain.balance import customer_statement, describe_entry
-from portal.domain.lifecycle import change_plan, next_period_start, plan_change_preview, price_on
+from portal.domain.lifecycle import (
+    change_plan,
+    next_period_start,
+    pending_plan_changes,
+    plan_change_preview,
+    price_on,
+    without_pending_successors,
+)
 from portal.domain.overview import customer_overview, open_invoices_query
 from portal.extensions import db, limiter
 from portal.models import (
@@ -126,7 +134,7 @@ def _blocking_notice(overview, today: date) -> dict | None:
     forecast = dunning_rules.blocking_forecast(db.session, _cid(), active, today)
     if forecast is None:
         return None
-    return {**forecast, "supplier": forecast["invoice"].supplier or {}, "qr": _payment_qr(forecast["invoice"])}
+    return {**forecast, "supplier": invoice_supplier(forecast["invoice"]), "qr": _payment_qr(forecast["invoice"])}
 
 
 @bp.get("/")
@@ -134,10 +142,13 @@ def _blocking_notice(overview, today: date) -> dict | None:
 def dashboard():
     today = date.today()
     overview = customer_overview(db.session, _cid(), today)
+    # A scheduled plan change is the pending change of one service, not a second service.
+    pending = pending_plan_changes(db.session, overview.services)
+    overview.services = without_pending_successors(overview.services, pending)
     awaiting = [{"agreement": a, "deadline": acceptance_deadline(a)}
                 for a in awaiting_acceptance(db.session, _cid())]
     return render("selfcare/dashboard.html", overview=overview, customer=current_user.customer,
-                  blocking=_blocking_notice(overview, today), awaiting=awaiting, today=today)
+                  blocking=_blocking_notice(overview, today), awaiting=awaiting, today=today, pending=pending)
 
 
 # ---------------------------------------------------------------------------------- services
@@ -151,9 +162,11 @@ def services():
         .where(CustomerService.customer_id == _cid())
         .order_by(CustomerService.state == "cancelled", CustomerService.id)
     ).all()
+    pending = pending_plan_changes(db.session, rows)
+    rows = without_pending_successors(rows, pending)
     today = date.today()
     prices = {s.id: price_on(s, today) for s in rows}
-    return render("selfcare/services.html", services=rows, prices=prices,
+    return render("selfcare/services.html", services=rows, prices=prices, pending=pending,
                   currency=current_user.customer.location.currency.value)
 
 
@@ -161,6 +174,12 @@ def services():
 @customer_required
 def service_detail(service_id: int):
     service = owned_or_404(CustomerService, service_id)
+    predecessor = db.session.scalar(select(CustomerService).where(
+        CustomerService.replaced_by_id == service.id, CustomerService.customer_id == _cid()))
+    if predecessor is not None and predecessor.id in pending_plan_changes(db.session, [predecessor, service]):
+        # Not a service of its own yet: the pending change is shown on the service it changes.
+        return redirect(url_for("selfcare.service_detail", service_id=predecessor.id))
+    pending_change = pending_plan_changes(db.session, [service]).get(service.id)
     events = db.session.scalars(
         select(ServiceEvent)
         .where(ServiceEvent.customer_service_id == service.id, ServiceEvent.visible_to_customer.is_(True))
@@ -185,7 +204,7 @@ def service_detail(service_id: int):
     plan = {k: v for k, v in plan.items() if k != "service"}
     return render("selfcare/service_detail.html", service=service, price=price_on(service, date.today()),
                   history=list(reversed(history)),
-                  scheduled=scheduled, agreements=agreements, usage=usage, cancellable=cancellable,
+                  scheduled=scheduled, pending_change=pending_change, agreements=agreements, usage=usage, cancellable=cancellable,
                   currency=current_user.customer.location.currency.value,
                   form=plan_form, preview=None, confirm_form=None, **{**plan, "changeable": plan["changeable"] and cancellable})
 
@@ -288,7 +307,9 @@ def plan_change_confirm(service_id: int):
         flash(_("Your request to change the plan has been sent. We will answer here and by e-mail."), "success")
         return redirect(url_for("selfcare.request_detail", request_id=created.id))
     flash(_("Your plan changes to %(name)s on %(date)s.", name=target.customer_name, date=format_date(on)), "success")
-    return redirect(url_for("selfcare.service_detail", service_id=successor.id))
+    # A scheduled change is shown on the service that changes; a change today is the successor.
+    shown = service if service.state != ServiceState.CANCELLED else successor
+    return redirect(url_for("selfcare.service_detail", service_id=shown.id))
 
 
 class _PlanError(DomainError):
@@ -380,7 +401,7 @@ def invoices():
 def _payment_qr(invoice: Invoice) -> dict | None:
     """What to scan to pay what is left on `invoice` (its amount due already counts credit
     notes and payments): the same QR the printed invoice carries, for the amount due now."""
-    supplier = invoice.supplier or {}
+    supplier = invoice_supplier(invoice)
     found = payment_qr(
         currency=invoice.currency.value, iban=supplier.get("iban"), amount=invoice.amount_due,
         variable_symbol=invoice.variable_symbol, constant_symbol=invoice.constant_symbol,
@@ -432,7 +453,7 @@ def invoice_detail(invoice_id: int):
     if invoice.corrects_id is not None:
         corrects = db.session.scalar(corrects_stmt, {"invoice_id": invoice.corrects_id, "customer_id": _cid()})
     return render("selfcare/invoice_detail.html", invoice=invoice, lines=lines, vat=vat, allocations=allocations,
-                  corrects=corrects, supplier=invoice.supplier or {}, today=date.today(), qr=_payment_qr(invoice))
+                  corrects=corrects, supplier=invoice_supplier(invoice), today=date.today(), qr=_payment_qr(invoice))
 
 
 # ---------------------------------------------------------------------------------- statement
@@ -477,32 +498,35 @@ def payments():
 # ---------------------------------------------------------------------------------- requests
 
 def _request_form_choices(form: NewRequestForm) -> None:
+    """The services, and as new plans only the allowed plan-change targets of the chosen
+    service (of the only one when the customer has one): htmx refreshes the list when the
+    service changes; without JavaScript a plan of another service is refused next to the field."""
     services = requests_rules.customer_services_for_requests(db.session, _cid())
     form.service_id.choices = choices([("", "—")] + [
         (s.id, s.definition.customer_name + (f" — {s.installation_address}" if s.installation_address else ""))
         for s in services
     ])
-    seen, targets = set(), []
-    for s in services:
-        for d in requests_rules.plan_targets(s):
-            if d.id not in seen:
-                seen.add(d.id)
-                targets.append((d.id, d.customer_name))
-    form.target_definition_id.choices = choices([("", "—")] + targets)
+    chosen = next((s for s in services if s.id == form.service_id.data), None)
+    if chosen is None and len(services) == 1:
+        chosen = services[0]
+    targets = requests_rules.plan_targets(chosen) if chosen is not None else []
+    form.target_definition_id.choices = choices([("", "—")] + [(d.id, d.customer_name) for d in targets])
 
 
-def _requests_page(form: NewRequestForm, status: int = 200):
+def _requests_page(form: NewRequestForm, status: int = 200, block: str | None = None):
     page = paginate(requests_rules.requests_query(_cid()), page_number(request.args.get("page")), PER_PAGE)
-    return render("selfcare/requests.html", block="request_form" if status != 200 else None, status=status,
+    return render("selfcare/requests.html", block=block or ("request_form" if status != 200 else None), status=status,
                   page=page, form=form)
 
 
 @bp.get("/requests")
 @customer_required
 def requests():
-    form = NewRequestForm(formdata=None)
+    # ?service_id=… (htmx on choosing the service, or a plain link) fills the form in,
+    # so its plan list is that service's; only the form block goes back to htmx.
+    form = NewRequestForm(formdata=request.args if "service_id" in request.args else None)
     _request_form_choices(form)
-    return _requests_page(form)
+    return _requests_page(form, block="request_form" if "service_id" in request.args else None)
 
 
 @bp.post("/requests")

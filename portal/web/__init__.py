@@ -7,8 +7,16 @@ from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
 
+from babel import Locale
 from flask import Flask, current_app, g, render_template, request, url_for
-from flask_babel import format_currency, format_date, format_datetime, get_locale, get_translations
+from flask_babel import (
+    format_currency,
+    format_date,
+    format_datetime,
+    format_decimal,
+    get_locale,
+    get_translations,
+)
 from flask_babel import gettext as _
 from flask_babel import refresh as babel_refresh
 from flask_wtf.csrf import CSRFError
@@ -81,6 +89,35 @@ def _locale_id() -> str:
     text = str(get_locale() or "")
     ctx.portal_locale_id = (getattr(ctx, "babel_locale", None), text)
     return text
+
+
+# Pages write a date one way per locale ("Dec 16, 2026", "16. 12. 2026"), never a second,
+# shorter style beside it (12/16/26): the `date` filter's default, and the `datetime`
+# filter is that date with the time to the minute.
+PAGE_DATE = "medium"
+
+
+@lru_cache(maxsize=64)
+def _page_datetime_pattern(locale: str) -> str:
+    loc = Locale.parse(locale or "en")
+    return (str(loc.datetime_formats[PAGE_DATE])
+            .replace("{1}", loc.date_formats[PAGE_DATE].pattern)
+            .replace("{0}", loc.time_formats["short"].pattern))
+
+
+def page_datetime(value: datetime) -> str:
+    """A moment as pages write it: the page date and the time in hours and minutes, in the
+    reader's time zone."""
+    return format_datetime(value, _page_datetime_pattern(_locale_id()))
+
+
+def number(value, places: int = 2) -> str:
+    """A plain number in the reader's locale ("1 234,5" in Czech, "1,234.5" in English),
+    rounded to `places` decimals and without trailing zeros."""
+    if value is None:
+        return ""
+    q = Decimal(str(value)).quantize(Decimal(1).scaleb(-places))
+    return format_decimal(q, format="#,##0." + "#" * places if places else "#,##0")
 
 
 @lru_cache(maxsize=8192)
@@ -274,15 +311,16 @@ def init_web(app: Flask) -> None:
 
     app.jinja_env.filters["money"] = money
 
-    def _date(value, fmt: str = "medium"):
+    def _date(value, fmt: str = PAGE_DATE):
         if value is None:
             return ""
         if isinstance(value, datetime):
-            return format_datetime(value, fmt)
+            return page_datetime(value) if fmt == PAGE_DATE else format_datetime(value, fmt)
         if isinstance(value, date):
             # A date (no time zone to convert to) reads the same for the same locale.
             return _date_text(_locale_id(), value, fmt)
         return value
 
     app.jinja_env.filters["date"] = _date
-    app.jinja_env.filters["datetime"] = lambda v, fmt="medium": format_datetime(v, fmt) if v else ""
+    app.jinja_env.filters["number"] = number
+    app.jinja_env.filters["datetime"] = lambda v, fmt=None: (page_datetime(v) if fmt is None else format_datetime(v, fmt)) if v else ""

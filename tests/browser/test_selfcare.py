@@ -56,7 +56,11 @@ def test_plan_change_preview_and_confirm(page, customer_login, world):
     expect(page.get_by_text("Difference for the rest of this period")).to_be_visible()
     page.get_by_role("button", name="Confirm the change").click()
     expect(page.get_by_text(re.compile("Your plan changes to Internet 1000"))).to_be_visible()
-    expect(page.get_by_role("heading", level=1)).to_contain_text("Internet 1000")
+    # A change on a later date is shown on the service that changes; one today, on its successor.
+    heading = page.get_by_role("heading", level=1)
+    expect(heading).to_contain_text(re.compile("Internet (300|1000)"))
+    if "Internet 300" in heading.inner_text():
+        expect(page.get_by_text(re.compile("Scheduled: changes to Internet 1000 on"))).to_be_visible()
     assert page.console_errors == [], page.console_errors
 
 
@@ -85,4 +89,27 @@ def test_cancel_logged_out_through_the_link(page, world, outbox):
     page.get_by_role("button", name="Review the cancellation").click()
     page.get_by_role("button", name="Cancel the contract").click()
     expect(page.get_by_role("heading", name="Cancellation confirmed")).to_be_visible()
+    assert page.console_errors == [], page.console_errors
+
+
+def test_request_form_lists_the_plans_of_the_chosen_service(page, customer_login, world, db):
+    from decimal import Decimal
+
+    from tests.factories import CustomerServiceFactory, ServiceDefinitionFactory
+
+    tv_plus = ServiceDefinitionFactory(customer_name="TV Plus", price=Decimal("300.00"))
+    tv = CustomerServiceFactory(customer=world.customer, definition=ServiceDefinitionFactory(
+        customer_name="TV Basic", price=Decimal("200.00"), allowed_targets=[tv_plus]))
+    db.commit()
+    _log_in(page, customer_login)
+    page.goto("/requests")
+    plans = page.get_by_label("New plan")
+    expect(plans.locator("option")).to_have_count(1)  # "—" until a service is chosen
+    page.get_by_label("Service").select_option(value=str(tv.id))
+    # htmx swaps the list for the chosen service's targets.
+    expect(page.get_by_label("New plan").locator("option", has_text="TV Plus")).to_have_count(1)
+    expect(page.get_by_label("New plan").locator("option", has_text="Internet 1000")).to_have_count(0)
+    page.get_by_label("Service").select_option(value=str(world.service.id))
+    expect(page.get_by_label("New plan").locator("option", has_text="Internet 1000")).to_have_count(1)
+    expect(page.get_by_label("New plan").locator("option", has_text="TV Plus")).to_have_count(0)
     assert page.console_errors == [], page.console_errors

@@ -193,3 +193,35 @@ def test_services_show_the_price_in_force_after_a_price_change(customer_client, 
         html = text(customer_client.get(url))
         assert "777" in html, url
         assert "888" not in html, url
+
+
+def test_usage_series_named_like_its_tracker_reads_once(db, mine, customer_client):
+    """A tracker "Calls" with an item "Calls" headed its chart "Calls — Calls"."""
+    item = make_usage(mine.service)
+    item.name = item.tracker.name
+    db.commit()
+    html = text(customer_client.get(f"/services/{mine.service.id}"))
+    assert f"<h3>{item.tracker.name}</h3>" in html
+    assert f"{item.tracker.name} — {item.tracker.name}" not in html
+
+
+def test_usage_chart_numbers_follow_the_readers_locale(db, mine, customer_client, customer_login):
+    from portal.models import Language, UsageReading
+
+    item = make_usage(mine.service)
+    reading = db.query(UsageReading).filter_by(item_id=item.id, value=Decimal("40")).one()
+    reading.value = Decimal("1240.5")
+    customer_login.language = Language.CS
+    customer_login.customer.language = Language.CS
+    db.commit()
+    html = text(customer_client.get(f"/services/{mine.service.id}"))
+    # 40 + 2 + 1200.5 this month, written the Czech way on the axis and in the table.
+    assert "1\xa0242,5" in html
+    assert "1242.5" not in html and "1242,50" not in html
+
+
+def test_invoice_lines_periods_use_the_page_date(customer_client, mine):
+    """Invoice line periods were written short (4/1/26) beside long dates."""
+    html = customer_client.get(f"/invoices/{mine.invoice.id}").get_data(as_text=True)
+    assert "Apr 1, 2026 – Apr 28, 2026" in html
+    assert "4/1/26" not in html

@@ -83,7 +83,8 @@ def test_confirm_changes_the_plan_and_makes_an_annex(customer_client, mine, db):
     old = db.get(CustomerService, mine.service.id)
     successor = db.get(CustomerService, old.replaced_by_id)
     assert successor.definition_id == mine.target.id and successor.customer_id == mine.customer.id
-    assert resp.headers["Location"].endswith(f"/services/{successor.id}")
+    # A scheduled change is shown on the service that changes (not on a second service).
+    assert resp.headers["Location"].endswith(f"/services/{old.id if on > date.today() else successor.id}")
     changed = db.scalars(select(ServiceEvent).where(ServiceEvent.customer_service_id == old.id,
                                                     ServiceEvent.kind == ServiceEventKind.CHANGED)).all()
     assert len(changed) == 1 and changed[0].effective_on == on
@@ -132,3 +133,59 @@ def test_foreign_service_is_404_and_csrf_and_login(client, customer_client, mine
     assert customer_client.post(f"/services/{mine.service.id}/plan", csrf=False,
                                 data={"target_id": str(mine.target.id), "on": _on(mine).isoformat()}).status_code == 400
     assert _counts(db) == before
+
+
+def _schedule_change(customer_client, mine, db):
+    on = _on(mine)
+    if on <= date.today():  # the 1st of the month: the change would be immediate
+        on = next_period_start(mine.service.definition.period, date.today() + timedelta(days=1))
+    resp = customer_client.post(f"/services/{mine.service.id}/plan",
+                                data={"target_id": str(mine.target.id), "on": on.isoformat()})
+    assert resp.status_code == 302, text(resp)
+    db.expire_all()
+    old = db.get(CustomerService, mine.service.id)
+    return on, db.get(CustomerService, old.replaced_by_id)
+
+
+def _en(d: date) -> str:
+    return f"{d.strftime('%b')} {d.day}, {d.year}"
+
+
+def test_a_scheduled_change_is_the_pending_change_of_one_service(customer_client, mine, db):
+    """The successor of a scheduled plan change was listed as a second service, "Ordered"."""
+    on, successor = _schedule_change(customer_client, mine, db)
+    change = f"changes to Internet 1000 on {_en(on)}"
+    for url in ("/services", "/"):
+        html = text(customer_client.get(url))
+        assert f"/services/{successor.id}" not in html, url
+        assert "badge-ordered" not in html, url
+        assert change in html, url
+        assert html.count(f"/services/{mine.service.id}\"") == 1, url
+    page = text(customer_client.get(f"/services/{mine.service.id}"))
+    assert f"Scheduled: {change}" in page
+    # Nor is it a service of its own to send a request about.
+    assert f'<option value="{successor.id}"' not in text(customer_client.get("/requests"))
+    # The successor's own address leads to the service that changes.
+    resp = customer_client.get(f"/services/{successor.id}")
+    assert resp.status_code == 302 and resp.headers["Location"].endswith(f"/services/{mine.service.id}")
+
+
+def test_pending_plan_changes_domain(db, mine):
+    from portal.domain.actors import Actor
+    from portal.domain.lifecycle import (
+        change_plan,
+        pending_plan_changes,
+        without_pending_successors,
+    )
+    from portal.models import ActorType, ServiceState
+
+    mine.service.state = ServiceState.ACTIVE
+    mine.service.billing_from = date.today() - timedelta(days=60)
+    on = next_period_start(mine.service.definition.period, date.today() + timedelta(days=1))
+    successor = change_plan(db, mine.service, mine.target, actor=Actor(ActorType.SYSTEM, None, "test"), on=on)
+    db.flush()
+    pending = pending_plan_changes(db, [mine.service, successor])
+    assert list(pending) == [mine.service.id]
+    assert pending[mine.service.id].target.id == mine.target.id and pending[mine.service.id].on == on
+    assert without_pending_successors([mine.service, successor], pending) == [mine.service]
+    assert pending_plan_changes(db, [successor]) == {}

@@ -121,3 +121,58 @@ def test_empty_reply_and_closed_request(customer_client, mine, db):
     assert resp.status_code == 422
     assert "This request is closed" in text(resp)
     assert _count(db, RequestComment) == before
+
+
+def _second_service(mine, db):
+    from decimal import Decimal
+
+    from tests.factories import CustomerServiceFactory, ServiceDefinitionFactory
+
+    tv_plus = ServiceDefinitionFactory(customer_name="TV Plus", price=Decimal("300.00"))
+    tv = ServiceDefinitionFactory(customer_name="TV Basic", price=Decimal("200.00"), allowed_targets=[tv_plus])
+    service = CustomerServiceFactory(customer=mine.customer, definition=tv)
+    db.commit()
+    return service, tv_plus
+
+
+def _new_plan_options(html: str) -> str:
+    import re
+
+    m = re.search(r'<select[^>]*name="target_definition_id".*?</select>', html, re.S)
+    return m.group(0)
+
+
+def test_new_plan_lists_only_the_chosen_services_targets(customer_client, mine, db):
+    """The "New plan" list offered every plan of every service, whatever service was chosen."""
+    tv, tv_plus = _second_service(mine, db)
+    nothing_chosen = _new_plan_options(text(customer_client.get("/requests")))
+    assert "Internet 1000" not in nothing_chosen and "TV Plus" not in nothing_chosen
+    internet = _new_plan_options(text(customer_client.get(f"/requests?service_id={mine.service.id}")))
+    assert "Internet 1000" in internet and "TV Plus" not in internet
+    television = _new_plan_options(text(customer_client.get(f"/requests?service_id={tv.id}")))
+    assert "TV Plus" in television and "Internet 1000" not in television
+
+
+def test_choosing_the_service_refreshes_the_plan_list_by_htmx(customer_client, mine, db):
+    tv, _tv_plus = _second_service(mine, db)
+    page = text(customer_client.get("/requests"))
+    assert 'hx-get="/requests"' in page and 'hx-target="#target_definition_id-field"' in page
+    block = customer_client.get(f"/requests?service_id={tv.id}", headers={"HX-Request": "true"})
+    assert block.status_code == 200
+    html = text(block)
+    assert "<html" not in html and 'id="target_definition_id-field"' in html
+    assert "TV Plus" in _new_plan_options(html)
+
+
+def test_another_services_plan_is_refused_next_to_the_field(customer_client, mine, db):
+    _tv, tv_plus = _second_service(mine, db)
+    before = _count(db, CustomerRequest)
+    resp = customer_client.post("/requests", data={
+        "kind": "plan_change", "subject": "Faster", "message": "x",
+        "service_id": str(mine.service.id), "target_definition_id": str(tv_plus.id)})
+    assert resp.status_code == 422
+    html = text(resp)
+    assert "Choose one of the plans offered" in field_error(html, "target_definition_id")
+    # The form comes back with the plans of the service chosen.
+    assert "Internet 1000" in _new_plan_options(html) and "TV Plus" not in _new_plan_options(html)
+    assert _count(db, CustomerRequest) == before
