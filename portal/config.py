@@ -130,7 +130,14 @@ def load_config(app, overrides: dict | None = None) -> None:
     if not app.config.get("DATABASE_URL"):
         app.config["DATABASE_URL"] = f"sqlite:///{instance / 'portal.db'}"
     app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    # A pooled connection the server has cut (restart, failover, pgbouncer restart, an idle
+    # timeout) is found by a cheap ping at checkout and replaced, instead of costing the
+    # request that draws it a 500; connections are renewed hourly in any case.
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+        "pool_pre_ping": True,
+        "pool_recycle": 3600,
+        **(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}),
+    }
     app.config["MAIL_OUTBOX_DIR"] = app.config.get("MAIL_OUTBOX_DIR") or str(instance / "outbox")
     app.config["DOCUMENTS_DIR"] = app.config.get("DOCUMENTS_DIR") or str(instance / "documents")
     app.config["UPLOADS_DIR"] = app.config.get("UPLOADS_DIR") or str(instance / "uploads")
