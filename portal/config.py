@@ -76,6 +76,11 @@ class DefaultConfig:
     DOCUMENTS_DIR: str | None = None  # default: instance/documents
     HUEY_URL: str | None = None  # default: sqlite file in instance/; redis://… in production
     HUEY_NAME = "portal"  # queue name (one Redis may serve several portals)
+    # A running job's worker renews its lease every JOB_LEASE_SECONDS / 4; a job whose lease
+    # is older than JOB_LEASE_SECONDS lost its worker (killed, machine gone): interrupted.
+    JOB_LEASE_SECONDS = 120
+    BILLING_BATCH_SIZE = 500  # customers per committed batch of a billing run
+    JOB_TEST_BATCH_DELAY = 0.0  # tests only: seconds a job waits after each progress report
     UPLOADS_DIR: str | None = None  # default: instance/uploads; shared storage with remote workers
 
     # Operators must enrol TOTP; the demo operator may be exempt.

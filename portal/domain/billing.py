@@ -1019,8 +1019,11 @@ def run_billing(session: Session, period_start: str | date, *, actor: Actor, iss
     background job. The session is committed by this function."""
     if run_id is not None:
         run = session.get(BillingRun, run_id)
-        if run is None or run.state != BillingRunState.PREVIEWED:
+        # A failed run (its worker died or its batch failed) is carried on: its finished
+        # batches stay, the rest is billed (see portal.jobs.resume_job).
+        if run is None or run.state not in (BillingRunState.PREVIEWED, BillingRunState.FAILED):
             raise BillingRunRefused(f"Billing run {run_id} is not waiting to be run.")
+        run.error = ""
         ms, me, issue_date = run.period_start, run.period_end, run.issue_date
         run.state = BillingRunState.RUNNING
         run.started_at = utcnow()
