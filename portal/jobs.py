@@ -303,17 +303,7 @@ def enqueue(kind: str, params: dict[str, Any] | None = None, *, actor: Actor) ->
 
     queue = get_queue()
     session = db.session
-    job = Job(
-        kind=kind,
-        state=JobState.QUEUED,
-        params=stored,
-        result={},
-        error="",
-        created_by_type=actor.type,
-        created_by_id=actor.id,
-    )
-    session.add(job)
-    session.flush()
+    job = _new_job(kind, stored, actor)
     task = queue.run_job.s(job.id)
     job.task_id = task.id
     session.commit()
@@ -331,6 +321,31 @@ def enqueue(kind: str, params: dict[str, Any] | None = None, *, actor: Actor) ->
     return job
 
 
+def _new_job(kind: str, stored: dict, actor: Actor) -> Job:
+    job = Job(kind=kind, state=JobState.QUEUED, params=stored, result={}, error="",
+              created_by_type=actor.type, created_by_id=actor.id)
+    db.session.add(job)
+    db.session.flush()
+    return job
+
+
+def run_here(kind: str, params: dict[str, Any] | None = None, *, actor: Actor,
+             progress: Callable[[int, int], None] | None = None) -> Job:
+    """Run `kind` now, in this process (the CLI without --queue), as a job all the same: it
+    holds a lease like a consumer's job, so a run killed here is detected and resumed like
+    any other. Returns the finished Job (done or failed)."""
+    if kind not in _HANDLERS:
+        raise UnknownJobKind(f"no handler for job kind {kind!r}")
+    params = dict(params or {})
+    stored = to_json_safe({**params, "actor": actor_to_params(actor)}, strict=True)
+    job = _new_job(kind, stored, actor)
+    db.session.commit()
+    job_id = job.id
+    execute_job(job_id, also_progress=progress)
+    db.session.expire_all()
+    return db.session.get(Job, job_id)
+
+
 # --- running ----------------------------------------------------------------------------------
 
 
@@ -339,12 +354,13 @@ class ProgressReporter:
     PROGRESS_INTERVAL seconds — the first call always, the last one when the job ends."""
 
     def __init__(self, job_id: int, queue: JobQueue, interval: float = PROGRESS_INTERVAL,
-                 lease: Lease | None = None, delay: float = 0):
+                 lease: Lease | None = None, delay: float = 0, also: Callable[[int, int], None] | None = None):
         self.job_id = job_id
         self.queue = queue
         self.interval = interval
         self.lease = lease
         self.delay = delay
+        self.also = also
         self.done = 0
         self.total = 0
         self.reported = False
@@ -355,6 +371,8 @@ class ProgressReporter:
         if total is not None:
             self.total = int(total)
         self.reported = True
+        if self.also is not None:
+            self.also(self.done, self.total)
         if self.lease is not None:
             self.lease.renew()  # per batch, besides the lease's own timer
         if self.delay:
@@ -415,7 +433,8 @@ class Lease:
         self.queue.forget_heartbeat(self.job_id)
 
 
-def execute_job(job_id: int, queue: JobQueue | None = None) -> None:
+def execute_job(job_id: int, queue: JobQueue | None = None,
+                also_progress: Callable[[int, int], None] | None = None) -> None:
     """Run one queued job to its end, `done` or `failed`; inside an app context. A job that is
     no longer queued (delivered twice, or cancelled) is left alone."""
     queue = queue or get_queue()
@@ -437,7 +456,7 @@ def execute_job(job_id: int, queue: JobQueue | None = None) -> None:
     lease = Lease(job_id, queue, app, lease_seconds(app))
     lease.start()
     delay = float(app.config.get("JOB_TEST_BATCH_DELAY") or 0) if app.config.get("TESTING") else 0.0
-    reporter = ProgressReporter(job_id, queue, lease=lease, delay=delay)
+    reporter = ProgressReporter(job_id, queue, lease=lease, delay=delay, also=also_progress)
     log.info("job %s (%s) started", job_id, kind)
     try:
         registration = _HANDLERS.get(kind)
@@ -789,8 +808,9 @@ def billing_run(ctx: JobContext) -> dict:
             raise JobError("run_billing() in this installation cannot carry out a requested run.")
         extra["run_id"] = int(ctx.params["billing_run_id"])
         _link_billing_run(extra["run_id"], ctx.job_id)
-    if _accepts(run_billing, "batch_size") and current_app.config.get("BILLING_BATCH_SIZE"):
-        extra["batch_size"] = int(current_app.config["BILLING_BATCH_SIZE"])
+    batch_size = ctx.params.get("batch_size") or current_app.config.get("BILLING_BATCH_SIZE")
+    if batch_size and _accepts(run_billing, "batch_size"):
+        extra["batch_size"] = int(batch_size)
     run = run_billing(
         ctx.session,
         _date(ctx.params["period_start"]),

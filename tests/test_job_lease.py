@@ -147,6 +147,48 @@ def test_killed_consumer_mid_billing_run_is_detected_and_resumed(db, database_ur
     assert db.scalar(select(func.count()).select_from(Job).where(Job.kind == "billing_run")) == 2
 
 
+@pytest.mark.slow
+def test_killed_cli_billing_run_does_not_block_the_month(db, app, database_url, tmp_path, staff_client,
+                                                         monkeypatch):
+    """`flask billing run` (run here, not queued) killed mid-way: staff may bill the month again,
+    and that run bills the rest."""
+    world = World()
+    for _ in range(CUSTOMERS):
+        world.service()
+    db.commit()
+    monkeypatch.setitem(app.config, "JOB_LEASE_SECONDS", 2)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PORTAL_DATABASE_URL": database_url,
+           "PORTAL_HUEY_URL": f"sqlite:///{tmp_path / 'jobs.db'}", "PORTAL_TESTING": "1",
+           "PORTAL_MAIL_OUTBOX_DIR": str(tmp_path / "outbox"), "PORTAL_DOCUMENTS_DIR": str(tmp_path / "documents"),
+           "PORTAL_JOB_TEST_BATCH_DELAY": "0.4"}
+    env.pop("PORTAL_TEST_DATABASE_URL", None)
+    cli = subprocess.Popen([sys.executable, "-m", "flask", "--app", "portal:create_app", "billing", "run",
+                            "--period", "2026-11", "--issue-date", "2026-12-01", "--batch-size", str(BATCH)],
+                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                           stderr=open(tmp_path / "consumer.log", "ab"))  # noqa: SIM115
+
+    def invoices_count() -> int:
+        db.rollback()
+        return db.scalar(select(func.count()).select_from(Invoice))
+
+    try:
+        _wait("two batches billed", lambda: invoices_count() >= 2 * BATCH, tmp_path)
+        os.kill(cli.pid, signal.SIGKILL)
+    finally:
+        _stop(cli)
+    assert invoices_count() < CUSTOMERS
+    time.sleep(2.5)  # the lease expires
+    resp = staff_client.post("/staff/billing/runs", data={"period": "2026-11", "issue_date": "2026-12-01"})
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    db.rollback()
+    db.expire_all()
+    runs = db.scalars(select(BillingRun).order_by(BillingRun.id)).all()
+    assert [r.state for r in runs] == [BillingRunState.FAILED, BillingRunState.DONE]
+    invs = db.scalars(select(Invoice)).all()
+    assert len(invs) == CUSTOMERS and len({i.customer_id for i in invs}) == CUSTOMERS
+    assert sorted(i.sequence for i in invs) == list(range(1, CUSTOMERS + 1))
+
+
 # --- detection and resuming, without processes ------------------------------------------------
 
 
