@@ -290,3 +290,13 @@ def test_a_running_job_renews_its_lease(db, app, monkeypatch):
     job = db.get(Job, job.id)
     assert job.state == JobState.DONE, job.error
     assert job.worker_id and seen[0] > job.started_at
+
+
+def test_cli_resumes_an_interrupted_render_job(db, app):
+    job = _lost_job(db, "render_document", {"document_kind": "invoice", "owner_id": 999999})
+    out = app.test_cli_runner().invoke(args=["jobs", "resume", str(job.id)])
+    assert out.exit_code == 0, out.output
+    db.expire_all()
+    assert db.get(Job, job.id).interrupted_at and db.get(Job, job.id).resumed_by_id
+    again = app.test_cli_runner().invoke(args=["jobs", "resume", str(job.id)])
+    assert again.exit_code != 0 and "only once" in again.output

@@ -134,3 +134,24 @@ def start_reaper(app):
             reap()
 
     threading.Thread(target=loop, name="job-reaper", daemon=True).start()
+
+
+@group.command("resume")
+@click.argument("job_id", type=int)
+def resume(job_id: int):
+    """Resume an interrupted job (its worker died) as a new job with the same parameters —
+    also for kinds without a staff page, such as document rendering."""
+    from portal.domain import DomainError
+    from portal.domain.actors import Actor
+    from portal.jobs import reap_interrupted_jobs, resume_job
+    from portal.models import Job
+
+    reap_interrupted_jobs()
+    job = db.session.get(Job, job_id)
+    if job is None:
+        raise click.ClickException(f"No job {job_id}.")
+    try:
+        new = resume_job(job, actor=Actor.system("cli"))
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Job {job_id} resumed as job {new.id} ({new.kind}). Follow it with: flask jobs show {new.id}")
