@@ -34,7 +34,7 @@ def _consumer(database_url: str, huey_url: str, tmp: Path) -> subprocess.Popen:
            "PORTAL_TESTING": "1", "PORTAL_MAIL_OUTBOX_DIR": str(tmp / "outbox"),
            "PORTAL_DOCUMENTS_DIR": str(tmp / "documents"), "PORTAL_UPLOADS_DIR": str(tmp / "uploads"),
            "PORTAL_BILLING_BATCH_SIZE": str(BATCH), "PORTAL_JOB_TEST_BATCH_DELAY": "0.4",
-           "PORTAL_JOB_LEASE_SECONDS": "2"}
+           "PORTAL_JOB_LEASE_SECONDS": "4"}
     env.pop("PORTAL_TEST_DATABASE_URL", None)
     return subprocess.Popen([sys.executable, "-m", "flask", "--app", "portal:create_app", "jobs", "consumer",
                              "-w", "1"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
@@ -64,7 +64,7 @@ def file_queue(app, tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     queue = JobQueue(app, url=url)
     monkeypatch.setitem(app.extensions, "jobs", queue)
-    monkeypatch.setitem(app.config, "JOB_LEASE_SECONDS", 2)
+    monkeypatch.setitem(app.config, "JOB_LEASE_SECONDS", 4)
     return url
 
 
@@ -141,6 +141,9 @@ def test_killed_consumer_mid_billing_run_is_detected_and_resumed(db, database_ur
         seqs[(inv.series, inv.year)].append(inv.sequence)
     assert [sorted(v) for v in seqs.values()] == [list(range(1, CUSTOMERS + 1))]
     assert {inv.billing_run_id for inv in invs} == {run_id}
+    run = db.get(BillingRun, run_id)  # the run's figures are the whole run's, as if never interrupted
+    assert (run.invoices_count, run.customers_count, run.charges_count) == (CUSTOMERS, CUSTOMERS, CUSTOMERS)
+    assert run.gross_total == sum(inv.gross_total for inv in invs)
     # Resumed once only.
     assert staff_client.post(f"/staff/billing/runs/{run_id}/resume").status_code == 302
     db.rollback()
@@ -156,7 +159,7 @@ def test_killed_cli_billing_run_does_not_block_the_month(db, app, database_url, 
     for _ in range(CUSTOMERS):
         world.service()
     db.commit()
-    monkeypatch.setitem(app.config, "JOB_LEASE_SECONDS", 2)
+    monkeypatch.setitem(app.config, "JOB_LEASE_SECONDS", 4)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PORTAL_DATABASE_URL": database_url,
            "PORTAL_HUEY_URL": f"sqlite:///{tmp_path / 'jobs.db'}", "PORTAL_TESTING": "1",
            "PORTAL_MAIL_OUTBOX_DIR": str(tmp_path / "outbox"), "PORTAL_DOCUMENTS_DIR": str(tmp_path / "documents"),
@@ -177,7 +180,7 @@ def test_killed_cli_billing_run_does_not_block_the_month(db, app, database_url, 
     finally:
         _stop(cli)
     assert invoices_count() < CUSTOMERS
-    time.sleep(2.5)  # the lease expires
+    time.sleep(4.5)  # the lease expires
     resp = staff_client.post("/staff/billing/runs", data={"period": "2026-11", "issue_date": "2026-12-01"})
     assert resp.status_code == 302, resp.get_data(as_text=True)
     db.rollback()
