@@ -84,6 +84,11 @@ class DefaultConfig:
     DOCUMENTS_DIR: str | None = None  # default: instance/documents
     HUEY_URL: str | None = None  # default: sqlite file in instance/; redis://… in production
     HUEY_NAME = "portal"  # queue name (one Redis may serve several portals)
+    # A running job's worker renews its lease every JOB_LEASE_SECONDS / 4; a job whose lease
+    # is older than JOB_LEASE_SECONDS lost its worker (killed, machine gone): interrupted.
+    JOB_LEASE_SECONDS = 120
+    BILLING_BATCH_SIZE = 500  # customers per committed batch of a billing run
+    JOB_TEST_BATCH_DELAY = 0.0  # tests only: seconds a job waits after each progress report
     UPLOADS_DIR: str | None = None  # default: instance/uploads; shared storage with remote workers
 
     # Operators must enrol TOTP; the demo operator may be exempt.
@@ -138,7 +143,14 @@ def load_config(app, overrides: dict | None = None) -> None:
     if not app.config.get("DATABASE_URL"):
         app.config["DATABASE_URL"] = f"sqlite:///{instance / 'portal.db'}"
     app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    # A pooled connection the server has cut (restart, failover, pgbouncer restart, an idle
+    # timeout) is found by a cheap ping at checkout and replaced, instead of costing the
+    # request that draws it a 500; connections are renewed hourly in any case.
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+        "pool_pre_ping": True,
+        "pool_recycle": 3600,
+        **(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}),
+    }
     app.config["MAIL_OUTBOX_DIR"] = app.config.get("MAIL_OUTBOX_DIR") or str(instance / "outbox")
     app.config["DOCUMENTS_DIR"] = app.config.get("DOCUMENTS_DIR") or str(instance / "documents")
     app.config["UPLOADS_DIR"] = app.config.get("UPLOADS_DIR") or str(instance / "uploads")

@@ -36,20 +36,22 @@ import importlib
 import inspect
 import json
 import logging
+import os
 import re
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -190,13 +192,35 @@ class JobQueue:
         if job_id is None:
             return
         with self.app.app_context():
-            _write_row(
-                job_id,
-                only_running=True,
-                state=JobState.FAILED,
-                error="Interrupted: the job consumer stopped while the job ran; queue it again.",
-                finished_at=datetime.now(UTC),
-            )
+            now = datetime.now(UTC)
+            if _write_row(job_id, only_running=True, state=JobState.FAILED, interrupted_at=now, finished_at=now,
+                          error="Interrupted: the job consumer stopped while the job ran; resume it."):
+                _fail_billing_run_of(job_id, now, "Interrupted: the job consumer stopped while the run ran.")
+
+    # The lease's heartbeat, also in huey's key-value store: on SQLite the row cannot be
+    # written while the job's own transaction holds the write lock.
+    def _heartbeat_key(self, job_id: int) -> str:
+        return f"job-heartbeat:{job_id}"
+
+    def publish_heartbeat(self, job_id: int, at: datetime) -> None:
+        try:
+            self.huey.put(self._heartbeat_key(job_id), at.timestamp())
+        except Exception:
+            log.warning("job %s: could not publish its heartbeat", job_id, exc_info=True)
+
+    def last_heartbeat(self, job_id: int) -> datetime | None:
+        try:
+            value = self.huey.get(self._heartbeat_key(job_id), peek=True)
+        except Exception:
+            log.warning("job %s: could not read its heartbeat", job_id, exc_info=True)
+            return None
+        return datetime.fromtimestamp(float(value), UTC) if value else None
+
+    def forget_heartbeat(self, job_id: int) -> None:
+        try:
+            self.huey.delete(self._heartbeat_key(job_id))
+        except Exception:
+            log.warning("job %s: could not clear its heartbeat", job_id, exc_info=True)
 
     # Live progress, in huey's key-value store (never blocked by the job's transaction).
     def _progress_key(self, job_id: int) -> str:
@@ -279,17 +303,7 @@ def enqueue(kind: str, params: dict[str, Any] | None = None, *, actor: Actor) ->
 
     queue = get_queue()
     session = db.session
-    job = Job(
-        kind=kind,
-        state=JobState.QUEUED,
-        params=stored,
-        result={},
-        error="",
-        created_by_type=actor.type,
-        created_by_id=actor.id,
-    )
-    session.add(job)
-    session.flush()
+    job = _new_job(kind, stored, actor)
     task = queue.run_job.s(job.id)
     job.task_id = task.id
     session.commit()
@@ -307,6 +321,31 @@ def enqueue(kind: str, params: dict[str, Any] | None = None, *, actor: Actor) ->
     return job
 
 
+def _new_job(kind: str, stored: dict, actor: Actor) -> Job:
+    job = Job(kind=kind, state=JobState.QUEUED, params=stored, result={}, error="",
+              created_by_type=actor.type, created_by_id=actor.id)
+    db.session.add(job)
+    db.session.flush()
+    return job
+
+
+def run_here(kind: str, params: dict[str, Any] | None = None, *, actor: Actor,
+             progress: Callable[[int, int], None] | None = None) -> Job:
+    """Run `kind` now, in this process (the CLI without --queue), as a job all the same: it
+    holds a lease like a consumer's job, so a run killed here is detected and resumed like
+    any other. Returns the finished Job (done or failed)."""
+    if kind not in _HANDLERS:
+        raise UnknownJobKind(f"no handler for job kind {kind!r}")
+    params = dict(params or {})
+    stored = to_json_safe({**params, "actor": actor_to_params(actor)}, strict=True)
+    job = _new_job(kind, stored, actor)
+    db.session.commit()
+    job_id = job.id
+    execute_job(job_id, also_progress=progress)
+    db.session.expire_all()
+    return db.session.get(Job, job_id)
+
+
 # --- running ----------------------------------------------------------------------------------
 
 
@@ -314,10 +353,14 @@ class ProgressReporter:
     """`progress(done, total=None)`: remembers the latest figure and writes it at most every
     PROGRESS_INTERVAL seconds — the first call always, the last one when the job ends."""
 
-    def __init__(self, job_id: int, queue: JobQueue, interval: float = PROGRESS_INTERVAL):
+    def __init__(self, job_id: int, queue: JobQueue, interval: float = PROGRESS_INTERVAL,
+                 lease: Lease | None = None, delay: float = 0, also: Callable[[int, int], None] | None = None):
         self.job_id = job_id
         self.queue = queue
         self.interval = interval
+        self.lease = lease
+        self.delay = delay
+        self.also = also
         self.done = 0
         self.total = 0
         self.reported = False
@@ -328,6 +371,12 @@ class ProgressReporter:
         if total is not None:
             self.total = int(total)
         self.reported = True
+        if self.also is not None:
+            self.also(self.done, self.total)
+        if self.lease is not None:
+            self.lease.renew()  # per batch, besides the lease's own timer
+        if self.delay:
+            time.sleep(self.delay)
         now = _clock()
         if self._last is not None and now - self._last < self.interval:
             return
@@ -336,7 +385,56 @@ class ProgressReporter:
         _write_progress_row(self.job_id, self.done, self.total)
 
 
-def execute_job(job_id: int, queue: JobQueue | None = None) -> None:
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def lease_seconds(app: Flask | None = None) -> float:
+    return float((app or current_app).config.get("JOB_LEASE_SECONDS") or 120)
+
+
+class Lease:
+    """The running job's lease: renewed on start, every lease/4 seconds by a timer thread and
+    on each progress report, until `stop()`. A killed worker renews nothing, so its job's
+    lease expires and `reap_interrupted_jobs` marks the job interrupted."""
+
+    def __init__(self, job_id: int, queue: JobQueue, app: Flask, seconds: float):
+        self.job_id, self.queue, self.app = job_id, queue, app
+        self.interval = max(0.05, seconds / 4)
+        self._stop = threading.Event()
+        self._last = 0.0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._beat, name=f"job-{job_id}-lease", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def renew(self, force: bool = False) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if not force and now - self._last < self.interval / 2:
+                return
+            self._last = now
+        at = datetime.now(UTC)
+        self.queue.publish_heartbeat(self.job_id, at)
+        with self.app.app_context():
+            _write_row(self.job_id, only_running=True, heartbeat_at=at)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.renew(force=True)
+            except Exception:  # the lease must never take the job down
+                log.warning("job %s: lease not renewed", self.job_id, exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self.queue.forget_heartbeat(self.job_id)
+
+
+def execute_job(job_id: int, queue: JobQueue | None = None,
+                also_progress: Callable[[int, int], None] | None = None) -> None:
     """Run one queued job to its end, `done` or `failed`; inside an app context. A job that is
     no longer queued (delivered twice, or cancelled) is left alone."""
     queue = queue or get_queue()
@@ -344,7 +442,8 @@ def execute_job(job_id: int, queue: JobQueue | None = None) -> None:
     started = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.state == JobState.QUEUED)
-        .values(state=JobState.RUNNING, started_at=datetime.now(UTC))
+        .values(state=JobState.RUNNING, started_at=datetime.now(UTC), heartbeat_at=datetime.now(UTC),
+                worker_id=WORKER_ID[:100])
     )
     session.commit()
     if started.rowcount != 1:
@@ -353,7 +452,11 @@ def execute_job(job_id: int, queue: JobQueue | None = None) -> None:
 
     job = session.get(Job, job_id)
     kind = job.kind
-    reporter = ProgressReporter(job_id, queue)
+    app = current_app._get_current_object()
+    lease = Lease(job_id, queue, app, lease_seconds(app))
+    lease.start()
+    delay = float(app.config.get("JOB_TEST_BATCH_DELAY") or 0) if app.config.get("TESTING") else 0.0
+    reporter = ProgressReporter(job_id, queue, lease=lease, delay=delay, also=also_progress)
     log.info("job %s (%s) started", job_id, kind)
     try:
         registration = _HANDLERS.get(kind)
@@ -384,7 +487,104 @@ def execute_job(job_id: int, queue: JobQueue | None = None) -> None:
             job.progress_done, job.progress_total = reporter.done, reporter.total
         session.commit()
     finally:
+        lease.stop()
         queue.forget_progress(job_id)
+
+
+# --- interrupted jobs -------------------------------------------------------------------------
+
+
+class JobNotResumable(DomainError):
+    """Only an interrupted job, not yet resumed, can be resumed."""
+
+
+def _fail_billing_run_of(job_id: int, now: datetime, error: str, conn=None) -> None:
+    """The billing run a lost job was carrying out is failed too (in the job's transaction
+    when `conn` is given): its finished batches stay, and resuming (run_billing with its
+    run_id) bills the rest."""
+    from portal.models import BillingRun, BillingRunState
+
+    stmt = (update(BillingRun)
+            .where(BillingRun.job_id == job_id,
+                   BillingRun.state.in_([BillingRunState.PREVIEWED, BillingRunState.RUNNING]))
+            .values(state=BillingRunState.FAILED, error=error, finished_at=now))
+    if conn is not None:
+        conn.execute(stmt)
+        return
+    with db.engine.begin() as own:
+        own.execute(stmt)
+
+
+def reap_interrupted_jobs(*, queue: JobQueue | None = None, now: datetime | None = None) -> list[int]:
+    """Mark every running job whose lease has expired (no heartbeat for JOB_LEASE_SECONDS:
+    its worker was killed or its machine lost) as interrupted: failed, with interrupted_at,
+    so pages stop waiting and staff can resume it. Its billing run is failed with it.
+    Called by the consumer (at start and periodically) and by the pages that show or start
+    jobs. Commits its own short transactions; returns the ids it marked."""
+    queue = queue or get_queue()
+    now = now or datetime.now(UTC)
+    expired_before = now - timedelta(seconds=lease_seconds())
+    rows = db.session.execute(
+        select(Job.id, Job.heartbeat_at, Job.started_at, Job.created_at).where(Job.state == JobState.RUNNING)
+    ).all()
+    reaped = []
+    for job_id, heartbeat_at, started_at, created_at in rows:
+        seen = [t for t in (heartbeat_at, started_at, created_at, queue.last_heartbeat(job_id)) if t is not None]
+        if seen and max(seen) >= expired_before:
+            continue
+        with db.engine.begin() as conn:
+            # Only if nobody renewed the lease since it was read.
+            marked = conn.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == JobState.RUNNING,
+                       Job.heartbeat_at.is_(None) if heartbeat_at is None else Job.heartbeat_at == heartbeat_at)
+                .values(state=JobState.FAILED, interrupted_at=now, finished_at=now,
+                        error="Interrupted: the worker running this job stopped (its lease expired); resume it.")
+            ).rowcount
+            if marked:
+                _fail_billing_run_of(job_id, now, "Interrupted: the worker running this run stopped.", conn)
+        if marked:
+            queue.forget_progress(job_id)
+            queue.forget_heartbeat(job_id)
+            log.warning("job %s: its worker is gone (no heartbeat since %s): interrupted", job_id,
+                        max(seen) if seen else None)
+            reaped.append(job_id)
+    if reaped:
+        db.session.expire_all()
+    return reaped
+
+
+def is_resumable(job: Job) -> bool:
+    return job.state == JobState.FAILED and job.interrupted_at is not None and job.resumed_by_id is None
+
+
+def resume_job(job: Job, *, actor: Actor) -> Job:
+    """Carry an interrupted job on in a new job with the same parameters: what the lost
+    worker committed stays (billing and dunning commit per batch, imports skip statements
+    already imported), the new job does the rest — the outcome of an uninterrupted run.
+    A job is resumed once (the old one points at the new one); audited. Commits."""
+    from flask_babel import lazy_gettext as _l
+
+    from portal.domain import audit
+
+    session = db.session
+    if not is_resumable(job):
+        raise JobNotResumable(_l("Only an interrupted job can be resumed, and only once."))
+    claimed = session.execute(
+        update(Job).where(Job.id == job.id, Job.resumed_by_id.is_(None), Job.interrupted_at.is_not(None))
+        .values(resumed_by_id=0)  # claimed; the new job's id follows
+    ).rowcount
+    if claimed != 1:
+        session.rollback()
+        raise JobNotResumable(_l("Only an interrupted job can be resumed, and only once."))
+    params = dict(job.params or {})
+    params.pop("actor", None)
+    old_id, kind = job.id, job.kind
+    audit.record(session, actor, "job.resumed", "job", old_id, {"kind": kind})
+    new = enqueue(kind, params, actor=actor)  # commits the claim and the audit entry with it
+    session.execute(update(Job).where(Job.id == old_id).values(resumed_by_id=new.id))
+    session.commit()
+    return new
 
 
 def describe_error(exc: BaseException) -> str:
@@ -608,6 +808,9 @@ def billing_run(ctx: JobContext) -> dict:
             raise JobError("run_billing() in this installation cannot carry out a requested run.")
         extra["run_id"] = int(ctx.params["billing_run_id"])
         _link_billing_run(extra["run_id"], ctx.job_id)
+    batch_size = ctx.params.get("batch_size") or current_app.config.get("BILLING_BATCH_SIZE")
+    if batch_size and _accepts(run_billing, "batch_size"):
+        extra["batch_size"] = int(batch_size)
     run = run_billing(
         ctx.session,
         _date(ctx.params["period_start"]),

@@ -80,7 +80,7 @@ def preview(period: str, show_all: bool):
 @queue_option
 def run(period: str, issue_date, batch_size: int, queued: bool):
     """Bill the month: create charges and issue invoices (running it twice adds nothing)."""
-    from portal.domain.billing import billing_period, run_billing
+    from portal.domain.billing import billing_period
 
     issued_on: date | None = issue_date.date() if issue_date else None
     if queued:
@@ -99,14 +99,23 @@ def run(period: str, issue_date, batch_size: int, queued: bool):
         state["bar"].update(done - state["done"])
         state["done"] = done
 
+    from portal.jobs import run_here
+    from portal.models import BillingRun, JobState
+
     try:
-        result = run_billing(db.session, period, actor=_actor(), issue_date=issued_on, progress=progress,
-                             batch_size=batch_size)
+        start, _end = billing_period(period)
     except DomainError as exc:
         raise click.ClickException(str(exc)) from exc
+    # Run here, but as a job: a run killed mid-way is then detected and resumed like one.
+    try:
+        job = run_here("billing_run", {"period_start": start, "issue_date": issued_on, "batch_size": batch_size},
+                       actor=_actor(), progress=progress)
     finally:
         if state["bar"] is not None:
             state["bar"].__exit__(None, None, None)
+    if job.state != JobState.DONE:
+        raise click.ClickException(job.error or "The billing run failed.")
+    result = db.session.get(BillingRun, job.result["billing_run_id"])
     click.echo(f"Billing run {result.id} for {result.period_start:%Y-%m}: {result.state}")
     click.echo(f"Charges created: {result.charges_count}  Invoices issued: {result.invoices_count}  "
                f"Customers: {result.customers_count}")

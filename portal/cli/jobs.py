@@ -26,6 +26,7 @@ def consumer(workers: int):
     if queue.immediate:
         raise click.ClickException("HUEY_URL is memory://: jobs run inline, there is nothing to consume.")
     click.echo(f"Job consumer on {queue.describe()} (queue {queue.name!r}), {workers} worker(s).")
+    start_reaper(current_app._get_current_object())
     # max_delay: an idle SQLite queue is polled at least every second, so a job waits ≤ 1 s.
     queue.huey.create_consumer(workers=workers, worker_type="thread", max_delay=1.0).run()
 
@@ -104,3 +105,53 @@ def ping(timeout: float):
     if state != JobState.DONE:
         raise click.ClickException(f"Job {job.id} is still {state}: is `flask jobs consumer` running?")
     click.echo(f"A consumer ran job {job.id}.")
+
+
+def start_reaper(app):
+    """Mark jobs whose worker is gone (lease expired) interrupted: now, then every lease/2
+    seconds, in a daemon thread beside the consumer's workers."""
+    import threading
+
+    from portal.jobs import lease_seconds, reap_interrupted_jobs
+
+    def reap() -> None:
+        with app.app_context():
+            try:
+                reaped = reap_interrupted_jobs()
+                if reaped:
+                    click.echo(f"Interrupted job(s) whose worker is gone: {', '.join(map(str, reaped))}.")
+            except Exception:  # the database may be away for a moment; try again later
+                current_app.logger.warning("could not look for interrupted jobs", exc_info=True)
+            finally:
+                db.session.remove()
+
+    reap()
+    interval = max(1.0, lease_seconds(app) / 2)
+
+    def loop() -> None:
+        while True:
+            time.sleep(interval)
+            reap()
+
+    threading.Thread(target=loop, name="job-reaper", daemon=True).start()
+
+
+@group.command("resume")
+@click.argument("job_id", type=int)
+def resume(job_id: int):
+    """Resume an interrupted job (its worker died) as a new job with the same parameters —
+    also for kinds without a staff page, such as document rendering."""
+    from portal.domain import DomainError
+    from portal.domain.actors import Actor
+    from portal.jobs import reap_interrupted_jobs, resume_job
+    from portal.models import Job
+
+    reap_interrupted_jobs()
+    job = db.session.get(Job, job_id)
+    if job is None:
+        raise click.ClickException(f"No job {job_id}.")
+    try:
+        new = resume_job(job, actor=Actor.system("cli"))
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Job {job_id} resumed as job {new.id} ({new.kind}). Follow it with: flask jobs show {new.id}")

@@ -1017,10 +1017,15 @@ def run_billing(session: Session, period_start: str | date, *, actor: Actor, iss
     Defaults: issue_date = today. `run_id` carries out a run staff requested
     (`request_billing_run`: its period and issue date win); `job_id` links the run to its
     background job. The session is committed by this function."""
+    resumed = False
     if run_id is not None:
         run = session.get(BillingRun, run_id)
-        if run is None or run.state != BillingRunState.PREVIEWED:
+        # A failed run (its worker died or its batch failed) is carried on: its finished
+        # batches stay, the rest is billed (see portal.jobs.resume_job).
+        if run is None or run.state not in (BillingRunState.PREVIEWED, BillingRunState.FAILED):
             raise BillingRunRefused(f"Billing run {run_id} is not waiting to be run.")
+        resumed = run.state == BillingRunState.FAILED
+        run.error = ""
         ms, me, issue_date = run.period_start, run.period_end, run.issue_date
         run.state = BillingRunState.RUNNING
         run.started_at = utcnow()
@@ -1071,11 +1076,26 @@ def run_billing(session: Session, period_start: str | date, *, actor: Actor, iss
         session.commit()
         raise
     run = session.get(BillingRun, run_id)
+    if resumed:  # the figures of the whole run, the batches committed before it failed included
+        all_drafts, charges_count = _run_so_far(session, run_id)
     _finish(run, all_drafts, charges_count)
     run.state = BillingRunState.DONE
     audit.record(session, actor, "billing.run", "billing_run", run_id, _summary(run))
     session.commit()
     return run
+
+
+def _run_so_far(session: Session, run_id: int) -> tuple[list, int]:
+    """What a run has committed, as drafts for _finish: its invoices and its new charges."""
+    from types import SimpleNamespace
+
+    invoices = session.scalars(select(Invoice).where(Invoice.billing_run_id == run_id,
+                                                     Invoice.type == InvoiceType.INVOICE)).all()
+    drafts = [SimpleNamespace(currency=i.currency, customer=SimpleNamespace(id=i.customer_id),
+                              total=SimpleNamespace(net=i.net_total, vat=i.vat_total, gross=i.gross_total))
+              for i in invoices]
+    charges = session.scalar(select(func.count()).select_from(Charge).where(Charge.billing_run_id == run_id))
+    return drafts, int(charges or 0)
 
 
 def _finish(run: BillingRun, drafts: list[_InvoiceDraft], charges_count: int) -> None:

@@ -89,3 +89,9 @@ class Job(TimestampMixin, Base):
     task_id: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The lease: the worker running the job renews heartbeat_at while it works; a running job
+    # whose lease (JOB_LEASE_SECONDS) has expired lost its worker and is marked interrupted.
+    worker_id: Mapped[str | None] = mapped_column(String(100))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    interrupted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resumed_by_id: Mapped[int | None] = mapped_column(Integer)  # the job that took over

@@ -33,7 +33,13 @@ from portal.domain.billing import (
 )
 from portal.domain.payments import HALF_CENT
 from portal.extensions import db
-from portal.jobs import enqueue_billing_run, is_finished, progress_of
+from portal.jobs import (
+    enqueue_billing_run,
+    is_finished,
+    progress_of,
+    reap_interrupted_jobs,
+    resume_job,
+)
 from portal.models import (
     BillingRun,
     BillingRunState,
@@ -202,6 +208,7 @@ def billing_run_start():
     if form.validate_on_submit():
         try:
             billing_period(form.period.data)
+            reap_interrupted_jobs()  # a run of this month whose worker died does not block it
             run = request_billing_run(db.session, form.period.data, actor=operator_actor(),
                                       location_ids=current_user.location_ids, issue_date=form.issue_date.data)
         except DomainError as exc:
@@ -233,6 +240,7 @@ def billing_runs():
 
 
 def _run_view(run_id: int) -> dict:
+    reap_interrupted_jobs()  # a run whose worker is gone shows as interrupted, not running forever
     run = db.session.get(BillingRun, run_id)
     if run is None:
         abort(404)
@@ -251,6 +259,26 @@ def billing_run(run_id: int):
     _require_all_locations()
     ctx = _run_view(run_id)
     return render("staff/billing/run.html", block="run_status", **ctx)
+
+
+@bp.post("/billing/runs/<int:run_id>/resume")
+@requires("billing.run")
+def billing_run_resume(run_id: int):
+    """Carry on an interrupted run: the batches its lost worker committed stay, a new job
+    bills the rest (same invoices and numbers as an uninterrupted run)."""
+    _require_all_locations()
+    run = db.session.get(BillingRun, run_id)
+    job = db.session.get(Job, run.job_id) if run is not None and run.job_id else None
+    if job is None:
+        abort(404)
+    try:
+        resume_job(job, actor=operator_actor())
+    except DomainError as exc:
+        db.session.rollback()
+        flash(str(exc), "danger")
+    else:
+        flash(_("Billing run %(id)s was resumed.", id=run_id), "success")
+    return redirect(url_for("staff.billing_run", run_id=run_id))
 
 
 # ---------------------------------------------------------------- invoices

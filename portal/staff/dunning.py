@@ -31,7 +31,13 @@ from portal.domain.dunning import (
     run_dunning,
 )
 from portal.extensions import db
-from portal.jobs import enqueue_dunning_run, is_finished, progress_of
+from portal.jobs import (
+    enqueue_dunning_run,
+    is_finished,
+    progress_of,
+    reap_interrupted_jobs,
+    resume_job,
+)
 from portal.models import (
     BlockingException,
     CaseState,
@@ -188,11 +194,31 @@ def dunning_job(job_id: int):
     """A dunning run's progress (HTMX polls the status block every second) and result."""
     if not _scope_allows_run():
         abort(403)
+    reap_interrupted_jobs()
     job = db.session.get(Job, job_id)
     if job is None or job.kind != "dunning_run":
         abort(404)
     return render("staff/dunning/job.html", block="job_status", job=job, progress=progress_of(job),
                   finished=is_finished(job), failed=job.state == JobState.FAILED, result=job.result or {})
+
+
+@bp.post("/dunning/runs/<int:job_id>/resume")
+@requires("dunning.run")
+def dunning_job_resume(job_id: int):
+    """Run an interrupted dunning run again: reminders already sent are not sent twice."""
+    if not _scope_allows_run():
+        abort(403)
+    job = db.session.get(Job, job_id)
+    if job is None or job.kind != "dunning_run":
+        abort(404)
+    try:
+        new = resume_job(job, actor=operator_actor())
+    except DomainError as exc:
+        db.session.rollback()
+        flash(str(exc), "danger")
+        return redirect(url_for("staff.dunning_job", job_id=job_id))
+    flash(_("The dunning run was resumed."), "success")
+    return redirect(url_for("staff.dunning_job", job_id=new.id))
 
 
 # ---------------------------------------------------------------- exceptions

@@ -33,7 +33,13 @@ from portal.domain.payments import (
 )
 from portal.domain.statements import MAX_FILE_SIZE, check_statement
 from portal.extensions import db
-from portal.jobs import enqueue_statement_import, is_finished, progress_of
+from portal.jobs import (
+    enqueue_statement_import,
+    is_finished,
+    progress_of,
+    reap_interrupted_jobs,
+    resume_job,
+)
 from portal.models import (
     Currency,
     Customer,
@@ -387,6 +393,7 @@ def statement_import_job(job_id: int):
     """An import's progress (HTMX polls the status block every second); once done, its summary."""
     if current_user.location_ids is not None:
         abort(403)
+    reap_interrupted_jobs()
     job = db.session.get(Job, job_id)
     if job is None or job.kind != "statement_import":
         abort(404)
@@ -399,6 +406,25 @@ def statement_import_job(job_id: int):
     return render("staff/payments/import_job.html", block="job_status", job=job, progress=progress_of(job),
                   finished=is_finished(job), failed=job.state == JobState.FAILED,
                   file_name=(job.params or {}).get("file_name", ""))
+
+
+@bp.post("/payments/import/jobs/<int:job_id>/resume")
+@requires("payments.write")
+def statement_import_job_resume(job_id: int):
+    """Import again the statement an interrupted job was importing (nothing of it was kept)."""
+    if current_user.location_ids is not None:
+        abort(403)
+    job = db.session.get(Job, job_id)
+    if job is None or job.kind != "statement_import":
+        abort(404)
+    try:
+        new = resume_job(job, actor=operator_actor())
+    except DomainError as exc:
+        db.session.rollback()
+        flash(str(exc), "danger")
+        return redirect(url_for("staff.statement_import_job", job_id=job_id))
+    flash(_("The import was resumed."), "success")
+    return redirect(url_for("staff.statement_import_job", job_id=new.id))
 
 
 def _recent_imports() -> list[StatementImport]:
