@@ -103,6 +103,28 @@ def test_queued_run_page_polls(staff_client, world, db, app, monkeypatch):
     assert 'data-state="done"' in html and "every 1s" not in html
 
 
+def test_preview_is_a_get_without_csrf_and_the_run_a_post_with_it(staff_client, world, db, outbox):
+    """The preview form is a GET: it carries no CSRF token and needs none; the run is a POST
+    and is refused without its token."""
+    from flask import g
+
+    g.pop("csrf_valid", None)  # the test's app context outlives requests: forget the login POST's check
+    resp = staff_client.get(f"/staff/dunning/run?on={ON.isoformat()}")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200, html
+    assert "CSRF token is missing" not in html and 'data-figure="customers_considered">2<' in html
+    assert db.scalar(select(func.count()).select_from(Reminder)) == 0
+    g.pop("csrf_valid", None)
+    assert staff_client.get("/staff/dunning/run?on=tomorrowish").status_code == 422
+    g.pop("csrf_valid", None)
+    refused = staff_client.post("/staff/dunning/run", data={"on": ON.isoformat()}, csrf=False)
+    assert refused.status_code == 400 and "CSRF" in refused.get_data(as_text=True)
+    assert db.scalar(select(func.count()).select_from(Job)) == 0
+    g.pop("csrf_valid", None)
+    assert staff_client.post("/staff/dunning/run", data={"on": ON.isoformat()}).status_code == 302
+    assert db.scalar(select(func.count()).select_from(Reminder)) == 2
+
+
 def test_run_bad_date_is_422(staff_client, world, db):
     assert staff_client.get("/staff/dunning/run?on=tomorrowish").status_code == 422
     assert staff_client.post("/staff/dunning/run", data={"on": "2025-02-31"}).status_code == 422
