@@ -11,7 +11,13 @@ from sqlalchemy import select
 from portal.documents import document_for, kind_for, read_document
 from portal.domain.dunning import run_dunning
 from portal.models import Reminder
-from tests.domain.lifecycle_fixtures import SYSTEM, customer_with_email, default_ladder, invoice, service
+from tests.domain.lifecycle_fixtures import (
+    SYSTEM,
+    customer_with_email,
+    default_ladder,
+    invoice,
+    service,
+)
 
 
 def _pdf_text(pdf: bytes) -> str:
