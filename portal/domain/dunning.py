@@ -7,16 +7,23 @@ case:
   still due and a due date before the run date. Days overdue = days since the oldest overdue
   due date.
 * **Levels**: the customer's billing plan's ladder (reminder_level rows of that plan), else the
-  default ladder (rows without a plan). The highest level whose days_overdue is reached counts.
-* **Reminders**: a debt recovery case follows the customer's debt; when the reached level is
-  higher than the case's, a reminder at that level is issued (intermediate levels a late run
-  jumped over are not sent afterwards), so a case never gets two reminders of one level. A fee
-  becomes a `fee` charge (VAT 0: a reminder fee is compensation, not a taxable supply) that
-  the next billing run invoices; the reminder is e-mailed.
-* **Blocking**: once a blocking level is reached, if the customer's billing plan allows blocking
-  (no plan: allowed), the customer is not exempt ("never block" exception or the customer's
-  dunning_exempt flag) and no postponement runs (until ≥ run date), every ACTIVE service is
-  blocked through `lifecycle.block` with the event linked to the case.
+  default ladder (rows without a plan). A level is *reached* when the days overdue reach its
+  days_overdue. A level's *interval* is its days_overdue minus the previous level's (the first
+  level has none).
+* **Reminders climb one level at a time**: a debt recovery case follows the customer's debt.
+  Its next level is the first level of the ladder above the case's level. A run issues a
+  reminder at that next level — never higher, so at most one level per run — when (a) the
+  next level is reached and (b) the case's last reminder is at least the next level's interval
+  old (the first reminder has no such wait). A debt late enough for level 3 therefore starts at
+  level 1, and a case never gets two reminders of one level. A fee becomes a `fee` charge
+  (VAT 0: a reminder fee is compensation, not a taxable supply) that the next billing run
+  invoices; the reminder is e-mailed. Its block_on is the earliest day the blocking level can
+  come by these rules.
+* **Blocking**: only once the case itself stands at a blocking level (so the customer has had
+  every earlier reminder, each at least its interval apart), if the customer's billing plan
+  allows blocking (no plan: allowed), the customer is not exempt ("never block" exception or
+  the customer's dunning_exempt flag) and no postponement runs (until ≥ run date), every ACTIVE
+  service is blocked through `lifecycle.block` with the event linked to the case.
 * **Unblocking**: a case is settled when the customer has nothing overdue any more, or when
   every invoice its reminders covered is paid and what is still overdue has not reached a
   blocking level. A settled case unblocks exactly the services it blocked that are still
@@ -179,6 +186,18 @@ def ladder_for(customer: Customer, all_ladders: dict[int | None, list[ReminderLe
     return all_ladders.get(customer.billing_plan_id) or all_ladders.get(None) or []
 
 
+def next_level(ladder: list[ReminderLevel], current: int) -> ReminderLevel | None:
+    """The first level of the ladder above `current` (0 = no reminder yet), or None at the top."""
+    return next((lvl for lvl in ladder if lvl.level > current), None)
+
+
+def interval(ladder: list[ReminderLevel], level: ReminderLevel) -> int:
+    """Days the previous reminder must be old before `level` may follow it: the difference of
+    their days_overdue (0 for the first level of the ladder)."""
+    before = [lvl for lvl in ladder if lvl.level < level.level]
+    return max(level.days_overdue - before[-1].days_overdue, 0) if before else 0
+
+
 def open_case(session: Session, customer_id: int) -> DebtRecoveryCase | None:
     return session.scalar(_OPEN_CASE, {"customer_id": customer_id})
 
@@ -332,9 +351,8 @@ def _dun_customer(session: Session, customer: Customer, ladder: list[ReminderLev
     overdue_amount = sum((due for _, due in overdue), ZERO)
     days = (on - overdue[0][0].due_date).days if overdue else 0
     reached = [lvl for lvl in ladder if overdue and days >= lvl.days_overdue]
-    top = max(reached, key=lambda lvl: lvl.level) if reached else None
     blocking_reached = any(lvl.blocks for lvl in reached)
-    to = billing_email(session, customer) if (case is not None or top is not None) else None
+    to = billing_email(session, customer) if (case is not None or reached) else None
     currency = customer.location.currency.value
 
     # 1. A settled case unblocks what it blocked and closes.
@@ -354,19 +372,24 @@ def _dun_customer(session: Session, customer: Customer, ladder: list[ReminderLev
                 _close_case(session, case, services, customer, to, on=on, actor=actor)
             case = None
 
-    if top is None:
+    if not reached:
         return
 
-    # 2. A reminder when a higher level is reached.
+    # 2. A reminder at the next level, once it is reached and the last reminder is old enough.
     never_block, postponed_until = exception_state
     plan = customer.billing_plan
     blockable = (plan is None or plan.block_enabled) and not customer.dunning_exempt and not never_block
     case_level = case.level if case is not None else 0
-    if top.level > case_level:
-        result.reminders_by_level[top.level] = result.reminders_by_level.get(top.level, 0) + 1
-        if top.fee > 0:
+    last = case.reminders[-1] if case is not None and case.reminders else None
+    nxt = next_level(ladder, case_level)
+    level_now = next((lvl for lvl in ladder if lvl.level == case_level), None)
+    if nxt is not None and days >= nxt.days_overdue and (
+            last is None or on >= last.issued_on + timedelta(days=interval(ladder, nxt))):
+        level_now = nxt
+        result.reminders_by_level[nxt.level] = result.reminders_by_level.get(nxt.level, 0) + 1
+        if nxt.fee > 0:
             result.fees_charged += 1
-            result.fees_total[currency] = result.fees_total.get(currency, ZERO) + top.fee
+            result.fees_total[currency] = result.fees_total.get(currency, ZERO) + nxt.fee
         if to:
             result.emails_sent += 1
         if case is None:
@@ -374,11 +397,12 @@ def _dun_customer(session: Session, customer: Customer, ladder: list[ReminderLev
         if not dry_run:
             if case is None:
                 case = _open_case(session, customer, on=on, actor=actor)
-            _issue_reminder(session, case, customer, top, ladder, overdue, days, to, on=on, actor=actor,
+            _issue_reminder(session, case, customer, nxt, ladder, overdue, days, to, on=on, actor=actor,
                             blockable=blockable, postponed_until=postponed_until)
 
-    # 3. Blocking once a blocking level is reached.
-    if blocking_reached and blockable and (case is None or case.state != CaseState.BLOCKED):
+    # 3. Blocking once the case stands at a blocking level (every earlier reminder was sent).
+    at_blocking = level_now is not None and level_now.blocks
+    if at_blocking and blockable and (case is None or case.state != CaseState.BLOCKED):
         if postponed_until is not None:
             result.blocking_postponed += 1
         else:
@@ -418,7 +442,10 @@ def _issue_reminder(session: Session, case: DebtRecoveryCase, customer: Customer
     following = [lvl for lvl in ladder if lvl.blocks and lvl.level > level.level]
     if blockable and following and not level.blocks:
         nxt = min(following, key=lambda lvl: lvl.level)
-        block_on = on + timedelta(days=max(nxt.days_overdue - days, 0))
+        # The blocking level comes when the debt is old enough for it and every level between
+        # has had its interval.
+        waits = sum(interval(ladder, lvl) for lvl in ladder if level.level < lvl.level <= nxt.level)
+        block_on = on + timedelta(days=max(nxt.days_overdue - days, waits, 0))
         if postponed_until is not None and postponed_until >= block_on:
             block_on = postponed_until + timedelta(days=1)
     reminder = Reminder(

@@ -9,6 +9,10 @@ The rules:
   date of the first import.
 - Only credits (incoming money) become payments; debits (and, in CAMT, entries not yet
   booked) are counted and skipped.
+- A CAMT entry marked as a reversal (RvslInd true) is never a new payment: with CRDT it
+  returns one of our own debits (a bounced refund), with DBIT it takes back an earlier
+  credit. Both are listed, with their references, in the import's audit entry
+  ("reversals") and are not booked as customer payments.
 - Each transaction carries a bank reference; one already recorded (source `bank_import`) is
   skipped and counted as a duplicate, so overlapping statements add nothing twice.
 - Every new payment is paired at once (see `portal.domain.payments`); the import records its
@@ -109,10 +113,29 @@ class Transaction:
 
 
 @dataclass
+class Reversal:
+    """A booked CAMT entry with RvslInd true: `direction` CRDT returns one of our debits,
+    DBIT takes back an earlier credit. Never a new customer payment."""
+
+    where: str
+    direction: str
+    booked_on: date | None
+    amount: Decimal
+    currency: str
+    references: dict[str, str]  # AcctSvcrRef, NtryRef, EndToEndId, TxId, VS — as the bank gave them
+
+    def as_dict(self) -> dict:
+        return {"where": self.where, "direction": self.direction,
+                "booked_on": self.booked_on.isoformat() if self.booked_on else None,
+                "amount": str(self.amount), "currency": self.currency, **self.references}
+
+
+@dataclass
 class ParsedStatement:
     format: StatementFormat
     credits: list[Transaction] = field(default_factory=list)
     skipped: int = 0  # debits, zero amounts, entries not booked
+    reversals: list[Reversal] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- the import
@@ -189,7 +212,8 @@ def import_statement(session: Session, file_name: str, data: bytes, *, actor: Ac
                 {"file_name": imp.file_name, "format": imp.format, "sha256": sha,
                  "payments": imp.payments_count, "duplicates": imp.duplicates_count,
                  "matched": imp.matched_count, "unmatched": imp.unmatched_count,
-                 "debits_and_other_skipped": parsed.skipped, "total": imp.total},
+                 "debits_and_other_skipped": parsed.skipped, "total": imp.total,
+                 "reversals": [r.as_dict() for r in parsed.reversals]},
             )
             session.flush()
     except IntegrityError:
@@ -477,6 +501,12 @@ def parse_camt053(data: bytes) -> ParsedStatement:
             if indicator not in ("CRDT", "DBIT"):
                 raise StatementRejected(f"{where} (Ntry/CdtDbtInd): {indicator!r} is neither CRDT nor DBIT.")
             status = text(ntry, "Sts/Cd") or text(ntry, "Sts")
+            if text(ntry, "RvslInd").lower() in ("true", "1"):
+                # A reversal undoes an earlier booking; it is never a new payment.
+                if not status or status == "BOOK":
+                    parsed.reversals.append(_camt_reversal(where, ntry, indicator, amount, amt_el, find, text))
+                parsed.skipped += 1
+                continue
             if indicator == "DBIT" or (status and status != "BOOK") or amount <= 0:
                 parsed.skipped += 1
                 continue
@@ -513,6 +543,25 @@ def parse_camt053(data: bytes) -> ParsedStatement:
                     where, ntry, tx, tx_amount, tx_currency, booked_on, entry_refs,
                     j if len(parts) > 1 else None, text, texts, counter))
     return parsed
+
+
+def _camt_reversal(where, ntry, indicator, amount, amt_el, find, text) -> Reversal:
+    tx = find(ntry, "NtryDtls/TxDtls")
+    refs = {
+        "acct_svcr_ref": (text(tx, "Refs/AcctSvcrRef") if tx is not None else "") or text(ntry, "AcctSvcrRef"),
+        "entry_ref": text(ntry, "NtryRef"),
+        "end_to_end_id": text(tx, "Refs/EndToEndId") if tx is not None else "",
+        "tx_id": text(tx, "Refs/TxId") if tx is not None else "",
+    }
+    creditor_ref = text(tx, "RmtInf/Strd/CdtrRefInf/Ref") if tx is not None else ""
+    vs = _symbols_from([creditor_ref, refs["end_to_end_id"], text(ntry, "AddtlNtryInf")])["VS"]
+    if vs is None and creditor_ref.isdigit():
+        vs = _symbol(creditor_ref, 10)
+    refs["variable_symbol"] = vs or ""
+    raw_date = text(ntry, "BookgDt/Dt") or text(ntry, "BookgDt/DtTm") or text(ntry, "ValDt/Dt")
+    return Reversal(where=where, direction=indicator, booked_on=_parse_iso_date(raw_date) if raw_date else None,
+                    amount=amount, currency=(amt_el.get("Ccy") or "").upper(),
+                    references={k: v for k, v in refs.items() if v})
 
 
 def _parse_xml_amount(raw: str) -> Decimal | None:

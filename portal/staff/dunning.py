@@ -61,7 +61,17 @@ PER_PAGE = 50
 
 
 class RunForm(FlaskForm):
+    """The run itself: a POST, CSRF-protected."""
+
     on = DateField(_l("Run as of"), validators=[DataRequired()])
+
+
+class RunPreviewForm(RunForm):
+    """The date of a preview: a GET that writes nothing, so no CSRF token (a GET form never
+    carries one)."""
+
+    class Meta:
+        csrf = False
 
 
 class ExceptionForm(FlaskForm):
@@ -160,7 +170,7 @@ def dunning_run():
     """Choose a date → preview (a dry run: nothing written, no e-mail) → confirm (POST)."""
     if not _scope_allows_run():
         abort(403)
-    form = RunForm(formdata=request.args if request.args.get("on") else None)
+    form = RunPreviewForm(formdata=request.args if request.args.get("on") else None)
     preview = None
     status = 200
     if request.args.get("on"):

@@ -360,7 +360,8 @@ def test_a_service_blocked_by_dunning_meanwhile_stays_blocked(db, world, outbox)
     inv = invoice(customer, issue_date=due - timedelta(days=14), due_date=due)
     enforce(db, BLOCK_ON)
     lc.unblock(db, dunned, actor=SYSTEM, on=BLOCK_ON, reason="Staff let it run", today=BLOCK_ON)
-    run_dunning(db, on=due + timedelta(days=30), actor=SYSTEM)
+    for step in (7, 14, 30):  # one level per run, each after its interval
+        run_dunning(db, on=due + timedelta(days=step), actor=SYSTEM)
     case = db.scalar(select(DebtRecoveryCase))
     assert dunned.state == ServiceState.BLOCKED and services_blocked_by(db, case) == [dunned]
     assert rules.services_blocked_for(db, agreement) == [mine]

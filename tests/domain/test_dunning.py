@@ -63,6 +63,15 @@ def run_daily(db, start, end):
         run(db, d)
 
 
+def climb(db, on, **kwargs):
+    """Runs on the days the default ladder's levels come (7, 14 days overdue), then on `on`:
+    dunning climbs one level per run, so a debt reaches level 3 through 1 and 2."""
+    for step in (7, 14):
+        if D + timedelta(days=step) < on:
+            run(db, D + timedelta(days=step))
+    return run(db, on, **kwargs)
+
+
 def reminders(db, customer):
     return db.scalars(select(Reminder).where(Reminder.customer_id == customer.id).order_by(Reminder.id)).all()
 
@@ -210,12 +219,64 @@ def test_levels_at_7_14_30_days_with_one_reminder_each(db):
     assert second.pay_by == D + timedelta(days=21) and second.sent_at is not None
 
 
-def test_a_late_first_run_jumps_to_the_reached_level(db):
+def test_a_late_first_run_starts_at_level_1(db):
     default_ladder()
     customer, (svc,), _, _ = overdue_customer(db)
     r = run(db, D + timedelta(days=20))
-    assert r.reminders_by_level == {2: 1}
-    assert [x.level for x in reminders(db, customer)] == [2]
+    assert r.reminders_by_level == {1: 1}
+    assert [x.level for x in reminders(db, customer)] == [1]
+
+
+def test_a_very_old_debt_climbs_one_level_per_interval_before_blocking(db):
+    """Level 1 first, level 2 only once level 1 is 7 days old (14 − 7), level 3 — the blocking
+    one — only once level 2 is 16 days old (30 − 14); daily runs in between add nothing."""
+    default_ladder()
+    customer, (svc,), _, _ = overdue_customer(db)
+    start = D + timedelta(days=200)
+    r = run(db, start)
+    assert r.reminders_by_level == {1: 1} and r.blocked_services == 0 and r.cases_blocked == 0
+    first = reminders(db, customer)[0]
+    assert first.block_on == start + timedelta(days=7 + 16)
+    for d in days(start + timedelta(days=1), start + timedelta(days=6)):
+        r = run(db, d)
+        assert r.reminders == 0 and r.blocked_services == 0
+    r = run(db, start + timedelta(days=7))
+    assert r.reminders_by_level == {2: 1} and r.blocked_services == 0
+    assert reminders(db, customer)[1].block_on == start + timedelta(days=7 + 16)
+    for d in days(start + timedelta(days=8), start + timedelta(days=22)):
+        r = run(db, d)
+        assert r.reminders == 0 and r.blocked_services == 0
+    assert svc.state == ServiceState.ACTIVE
+    r = run(db, start + timedelta(days=23))
+    assert r.reminders_by_level == {3: 1} and r.blocked_services == 1
+    assert svc.state == ServiceState.BLOCKED
+    assert [(x.level, x.issued_on) for x in reminders(db, customer)] == [
+        (1, start), (2, start + timedelta(days=7)), (3, start + timedelta(days=23))]
+
+
+def test_many_old_debts_get_level_1_first_and_nobody_is_blocked(db):
+    """The reported run: every customer far past level 3 on the first run."""
+    default_ladder()
+    people = [overdue_customer(db) for _ in range(3)]
+    dry = run(db, D + timedelta(days=400), dry_run=True)
+    assert dry.reminders_by_level == {1: 3} and dry.blocked_services == 0
+    r = run(db, D + timedelta(days=400))
+    assert r.reminders_by_level == {1: 3} and r.blocked_services == 0 and r.cases_blocked == 0
+    r = run(db, D + timedelta(days=401))
+    assert r.reminders == 0
+    assert all(svc.state == ServiceState.ACTIVE for _, (svc,), _, _ in people)
+
+
+def test_a_ladder_with_a_later_first_level_starts_there(db):
+    plan = BillingPlanFactory()
+    db.add_all([ReminderLevel(billing_plan_id=plan.id, level=2, days_overdue=10, blocks=False),
+                ReminderLevel(billing_plan_id=plan.id, level=5, days_overdue=20, blocks=True)])
+    db.flush()
+    customer, (svc,), _, _ = overdue_customer(db, plan=plan)
+    assert run(db, D + timedelta(days=90)).reminders_by_level == {2: 1}
+    assert run(db, D + timedelta(days=99)).reminders == 0
+    r = run(db, D + timedelta(days=100))
+    assert r.reminders_by_level == {5: 1} and r.blocked_services == 1
 
 
 def test_the_plan_ladder_wins_over_the_default(db):
@@ -260,7 +321,7 @@ def test_payment_unblocks_only_what_dunning_blocked(db, outbox):
     customer, (svc, staff_blocked), inv, email = overdue_customer(db, services=2)
     lc.block(db, staff_blocked, actor=SYSTEM, on=date(2025, 1, 2), reason="router stolen", today=date(2025, 1, 2))
     cancelled = service(customer, ServiceState.CANCELLED)
-    r = run(db, D + timedelta(days=30))
+    r = climb(db, D + timedelta(days=30))
     assert r.blocked_services == 1
     assert svc.state == ServiceState.BLOCKED and cancelled.state == ServiceState.CANCELLED
     case = case_of(db, customer)
@@ -283,7 +344,7 @@ def test_payment_unblocks_only_what_dunning_blocked(db, outbox):
 def test_a_service_staff_reblocked_is_not_unblocked_by_dunning(db):
     default_ladder()
     customer, (svc,), inv, _ = overdue_customer(db)
-    run(db, D + timedelta(days=30))
+    climb(db, D + timedelta(days=30))
     lc.unblock(db, svc, actor=SYSTEM, on=D + timedelta(days=31), reason="promised to pay", today=D + timedelta(days=31))
     lc.block(db, svc, actor=SYSTEM, on=D + timedelta(days=32), reason="abuse", today=D + timedelta(days=32))
     pay(inv, D + timedelta(days=35))
@@ -298,7 +359,7 @@ def test_a_plan_change_while_blocked_carries_the_case_over(db):
     target = type(svc.definition)(group=svc.definition.group, code="NEW", name="New", customer_name="New",
                                   price=Decimal("700"), vat_rate=Decimal("21"), valid_from=date(2020, 1, 1))
     svc.definition.allowed_targets.append(target)
-    run(db, D + timedelta(days=30))
+    climb(db, D + timedelta(days=30))
     new = lc.change_plan(db, svc, target, actor=SYSTEM, on=D + timedelta(days=31), today=D + timedelta(days=31))
     assert new.state == ServiceState.BLOCKED
     pay(inv, D + timedelta(days=32))
@@ -309,7 +370,7 @@ def test_a_plan_change_while_blocked_carries_the_case_over(db):
 def test_paying_the_reminded_invoices_unblocks_even_with_a_newer_one_just_overdue(db):
     default_ladder()
     customer, (svc,), jan, _ = overdue_customer(db)
-    run(db, D + timedelta(days=30))  # 14 Feb: blocked
+    climb(db, D + timedelta(days=30))  # 14 Feb: blocked
     feb = invoice(customer, issue_date=date(2025, 2, 1), due_date=date(2025, 2, 15))
     pay(jan, date(2025, 2, 20))
     r = run(db, date(2025, 2, 20))  # February's is 5 days overdue: no level yet
@@ -320,7 +381,7 @@ def test_paying_the_reminded_invoices_unblocks_even_with_a_newer_one_just_overdu
 def test_a_partial_payment_does_not_unblock(db):
     default_ladder()
     customer, (svc,), inv, _ = overdue_customer(db)
-    run(db, D + timedelta(days=30))
+    climb(db, D + timedelta(days=30))
     pay(inv, D + timedelta(days=31), amount="300.00")
     r = run(db, D + timedelta(days=31))
     assert r.unblocked_services == 0 and svc.state == ServiceState.BLOCKED
@@ -391,7 +452,7 @@ def test_customer_flag_alone_exempts(db):
     default_ladder()
     customer, (svc,), _, _ = overdue_customer(db)
     customer.dunning_exempt = True
-    run(db, D + timedelta(days=30))
+    climb(db, D + timedelta(days=30))
     assert svc.state == ServiceState.ACTIVE
 
 
@@ -399,7 +460,7 @@ def test_revoking_a_postponement_lets_the_next_run_block(db):
     default_ladder()
     customer, (svc,), _, _ = overdue_customer(db)
     exc = postpone_blocking(db, customer, until=D + timedelta(days=60), reason="x", actor=SYSTEM, today=D)
-    run(db, D + timedelta(days=30))
+    climb(db, D + timedelta(days=30))
     assert svc.state == ServiceState.ACTIVE and case_of(db, customer).state == CaseState.POSTPONED
     revoke_exception(db, exc, actor=SYSTEM, today=D + timedelta(days=31))
     assert case_of(db, customer).state == CaseState.REMINDED
@@ -419,7 +480,7 @@ def test_dry_run_writes_nothing_and_predicts_the_real_run(db, outbox):
     a, (sa,), _, _ = overdue_customer(db)  # will reach level 3 and block
     b, _, _, _ = overdue_customer(db)
     c, (sc,), c_inv, _ = overdue_customer(db)
-    run(db, D + timedelta(days=30))  # a, b, c blocked now
+    climb(db, D + timedelta(days=30))  # a, b, c blocked now
     pay(c_inv, D + timedelta(days=40))  # c paid: unblock next run
     newer = invoice(b, issue_date=D, due_date=D + timedelta(days=25))  # b: more debt, no new level
     assert newer
@@ -443,10 +504,15 @@ def test_dry_run_predicts_reminders_blocks_and_fees(db):
     default_ladder()
     overdue_customer(db)
     overdue_customer(db)
-    dry = run(db, D + timedelta(days=30), dry_run=True)
-    assert dry.reminders_by_level == {3: 2} and dry.blocked_services == 2 and dry.cases_opened == 2
+    dry = run(db, D + timedelta(days=7), dry_run=True)
+    assert dry.reminders_by_level == {1: 2} and dry.blocked_services == 0 and dry.cases_opened == 2
     assert db.scalar(select(func.count()).select_from(Reminder)) == 0
     assert db.scalar(select(func.count()).select_from(AuditEntry)) == 0
+    climb(db, D + timedelta(days=14))
+    before = _counts(db)
+    dry = run(db, D + timedelta(days=30), dry_run=True)
+    assert dry.reminders_by_level == {3: 2} and dry.blocked_services == 2 and dry.cases_opened == 0
+    assert _counts(db) == before
     real = run(db, D + timedelta(days=30))
     assert real.as_dict() | {"dry_run": True} == dry.as_dict()
 
@@ -485,8 +551,8 @@ def test_no_address_means_no_mail_but_still_a_reminder(db, outbox):
 def test_the_run_is_audited_with_its_counts(db):
     default_ladder()
     overdue_customer(db)
-    run(db, D + timedelta(days=14))
-    entry = db.scalar(select(AuditEntry).where(AuditEntry.action == "dunning.run"))
+    climb(db, D + timedelta(days=14))
+    entry = db.scalars(select(AuditEntry).where(AuditEntry.action == "dunning.run").order_by(AuditEntry.id)).all()[-1]
     assert entry.changes["reminders_by_level"] == {"2": 1}
     assert entry.changes["fees_total"] == {"CZK": "100.00"}
     assert entry.actor_name == "test"
@@ -511,9 +577,18 @@ def test_cli_run_postpone_and_never_block(app, db, outbox):
 
     out = cli.invoke(args=["dunning", "run", "--date", "2025-02-14", "--dry-run"])
     assert out.exit_code == 0, out.output
-    assert "dry run" in out.output and "services blocked: 1" in out.output
+    assert "dry run" in out.output and "(level 1: 3)" in out.output and "services blocked: 0" in out.output
     db.expire_all()
     assert db.scalar(select(func.count()).select_from(Reminder)) == 0
+
+    for on in ("2025-01-22", "2025-01-29"):  # levels 1 and 2 first
+        out = cli.invoke(args=["dunning", "run", "--date", on])
+        assert out.exit_code == 0, out.output
+    out = cli.invoke(args=["dunning", "run", "--date", "2025-02-14", "--dry-run"])
+    assert out.exit_code == 0, out.output
+    assert "dry run" in out.output and "services blocked: 1" in out.output
+    db.expire_all()
+    assert db.scalar(select(func.count()).select_from(Reminder)) == 6
 
     out = cli.invoke(args=["dunning", "run", "--date", "2025-02-14"])
     assert out.exit_code == 0, out.output

@@ -277,3 +277,43 @@ def test_cli_add_records_and_pairs(app, db, customers):
     assert bad.exit_code != 0 and "greater than zero" in bad.output
     empty = runner.invoke(payments_cli, ["unmatched"])
     assert "No payments wait" in empty.output
+
+
+# ---------------------------------------------------------------- reversals (RvslInd)
+
+
+def test_a_reversal_is_never_booked_as_a_new_customer_payment(db, customers):
+    """A returned refund (CRDT + RvslInd) and a taken-back credit (DBIT + RvslInd), as banks
+    book them: neither is a customer payment, so nothing is overpaid; both are listed with
+    their references in the import's audit entry. An ordinary credit beside them is booked."""
+    import_statement(db, "a.xml", read("camt053_sample.xml"), actor=SYSTEM)
+    invoice = customers["invoice"]
+    assert invoice.paid_amount == D("605.00")
+    imp = import_statement(db, "b.xml", read("camt053_reversals.xml"), actor=SYSTEM)
+    assert counts(imp) == (1, 0, 1, 0, D("300.00"))
+    assert {p.bank_reference for p in db.scalars(select(Payment))} >= {"2025030600013"}
+    assert not db.scalars(select(Payment).where(
+        Payment.bank_reference.in_(["2025030600011", "2025030600012"]))).all()
+    assert invoice.paid_amount == D("605.00")  # not 1210: the returned refund paid nothing
+    jana = db.scalars(select(Payment).where(Payment.customer_id == customers["jana"].id)).all()
+    assert len(jana) == 1 and jana[0].state == PaymentState.MATCHED
+    entry = db.scalars(select(AuditEntry).where(AuditEntry.action == "statement.imported")
+                       .order_by(AuditEntry.id)).all()[-1]
+    reversals = entry.changes["reversals"]
+    assert [(r["direction"], r["amount"], r["acct_svcr_ref"]) for r in reversals] == [
+        ("CRDT", "605.00", "2025030600011"), ("DBIT", "605.00", "2025030400001")]
+    assert reversals[0]["end_to_end_id"] == "REFUND-2025000101" and reversals[0]["variable_symbol"] == "2025000101"
+    assert entry.changes["debits_and_other_skipped"] == 2
+
+    # Again in an overlapping export: still nothing booked twice.
+    again = import_statement(db, "c.xml", read("camt053_reversals.xml") + b"\n<!-- again -->\n", actor=SYSTEM)
+    assert counts(again) == (0, 1, 0, 0, D("0"))
+    assert invoice.paid_amount == D("605.00")
+
+
+def test_parse_reads_the_reversal_indicator_in_every_version(db):
+    for version in ("02", "08"):
+        data = read("camt053_reversals.xml").replace(b"camt.053.001.02", f"camt.053.001.{version}".encode())
+        parsed = parse_statement(data)
+        assert [t.bank_reference for t in parsed.credits] == ["2025030600013"]
+        assert [r.direction for r in parsed.reversals] == ["CRDT", "DBIT"]

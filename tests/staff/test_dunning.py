@@ -36,6 +36,15 @@ DUE = date(2025, 1, 15)
 ON = DUE + timedelta(days=20)  # level 2 reached
 
 
+def climb(db, on):
+    """Dunning climbs one level per run, each after its interval: runs at level 1 (7 days
+    overdue), at level 2 (14) when `on` is past level 3's 30 days, then on `on`."""
+    run_dunning(db, on=DUE + timedelta(days=7), actor=SYSTEM)
+    if (on - DUE).days >= 30:
+        run_dunning(db, on=DUE + timedelta(days=14), actor=SYSTEM)
+    return run_dunning(db, on=on, actor=SYSTEM)
+
+
 def audits(db, action):
     return db.scalars(select(AuditEntry).where(AuditEntry.action == action)).all()
 
@@ -94,6 +103,28 @@ def test_queued_run_page_polls(staff_client, world, db, app, monkeypatch):
     assert 'data-state="done"' in html and "every 1s" not in html
 
 
+def test_preview_is_a_get_without_csrf_and_the_run_a_post_with_it(staff_client, world, db, outbox):
+    """The preview form is a GET: it carries no CSRF token and needs none; the run is a POST
+    and is refused without its token."""
+    from flask import g
+
+    g.pop("csrf_valid", None)  # the test's app context outlives requests: forget the login POST's check
+    resp = staff_client.get(f"/staff/dunning/run?on={ON.isoformat()}")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200, html
+    assert "CSRF token is missing" not in html and 'data-figure="customers_considered">2<' in html
+    assert db.scalar(select(func.count()).select_from(Reminder)) == 0
+    g.pop("csrf_valid", None)
+    assert staff_client.get("/staff/dunning/run?on=tomorrowish").status_code == 422
+    g.pop("csrf_valid", None)
+    refused = staff_client.post("/staff/dunning/run", data={"on": ON.isoformat()}, csrf=False)
+    assert refused.status_code == 400 and "CSRF" in refused.get_data(as_text=True)
+    assert db.scalar(select(func.count()).select_from(Job)) == 0
+    g.pop("csrf_valid", None)
+    assert staff_client.post("/staff/dunning/run", data={"on": ON.isoformat()}).status_code == 302
+    assert db.scalar(select(func.count()).select_from(Reminder)) == 2
+
+
 def test_run_bad_date_is_422(staff_client, world, db):
     assert staff_client.get("/staff/dunning/run?on=tomorrowish").status_code == 422
     assert staff_client.post("/staff/dunning/run", data={"on": "2025-02-31"}).status_code == 422
@@ -101,7 +132,7 @@ def test_run_bad_date_is_422(staff_client, world, db):
 
 
 def test_location_limited_operator(operator_client, world, db):
-    run_dunning(db, on=ON, actor=SYSTEM)
+    climb(db, ON)
     db.commit()
     client = operator_client(rights=("dunning.run",), locations=[world["a"]])
     assert client.get("/staff/dunning/run").status_code == 403
@@ -125,7 +156,7 @@ def test_location_limited_operator(operator_client, world, db):
 
 
 def test_overview_by_level_and_cases(staff_client, world, db):
-    run_dunning(db, on=ON, actor=SYSTEM)
+    climb(db, ON)
     db.commit()
     levels = dunning_overview(db, on=ON)
     assert [(s.level, s.cases) for s in levels] == [(2, 2)]
@@ -141,7 +172,7 @@ def test_overview_by_level_and_cases(staff_client, world, db):
 
 
 def test_reminders_list_and_pdf(staff_client, world, db, count_queries):
-    run_dunning(db, on=ON, actor=SYSTEM)
+    climb(db, ON)
     db.commit()
     html = staff_client.get("/staff/dunning/reminders").get_data(as_text=True)
     assert "CA-000001" in html and "CB-000002" in html
@@ -157,7 +188,7 @@ def test_reminders_list_and_pdf(staff_client, world, db, count_queries):
     for i in range(18):
         debtor(number=f"CX-{i:06d}")
     db.commit()
-    run_dunning(db, on=ON, actor=SYSTEM)
+    climb(db, ON)
     db.commit()
     with count_queries() as q20:
         html = staff_client.get("/staff/dunning/reminders").get_data(as_text=True)
@@ -192,7 +223,7 @@ def test_postponed_customer_is_not_blocked(staff_client, world, db):
     staff_client.post("/staff/dunning/exceptions", data={
         "customer": "CA-000001", "kind": "postpone", "until": (date.today() + timedelta(days=400)).isoformat(),
         "reason": "Agreed instalments"})
-    run_dunning(db, on=DUE + timedelta(days=35), actor=SYSTEM)
+    climb(db, DUE + timedelta(days=35))
     db.commit()
     blocked = {c.customer_id: c.state for c in db.scalars(select(DebtRecoveryCase))}
     assert blocked[world["cb"].id] == CaseState.BLOCKED and blocked[world["ca"].id] != CaseState.BLOCKED
@@ -223,7 +254,7 @@ def test_dunning_needs_the_right(operator_client, world):
 
 
 def test_cases_and_exceptions_lists_issue_a_bounded_number_of_queries(staff_client, world, db, count_queries):
-    run_dunning(db, on=ON, actor=SYSTEM)
+    climb(db, ON)
     for customer in (world["ca"], world["cb"]):
         db.add(BlockingException(customer_id=customer.id, kind=ExceptionKind.NEVER_BLOCK, reason="r"))
     db.commit()
@@ -235,7 +266,7 @@ def test_cases_and_exceptions_lists_issue_a_bounded_number_of_queries(staff_clie
         customer = debtor(number=f"CY-{i:06d}")
         db.add(BlockingException(customer_id=customer.id, kind=ExceptionKind.NEVER_BLOCK, reason="r"))
     db.commit()
-    run_dunning(db, on=ON, actor=SYSTEM)
+    climb(db, ON)
     db.commit()
     with count_queries() as cases20:
         html = staff_client.get("/staff/dunning/cases").get_data(as_text=True)
