@@ -79,6 +79,14 @@ class PeriodForm(FlaskForm):
                            description=_l("Empty: the day the run is carried out."))
 
 
+class PeriodPreviewForm(PeriodForm):
+    """The period of a preview: a GET that writes nothing, so no CSRF token (one would only
+    leak into the URL)."""
+
+    class Meta:
+        csrf = False
+
+
 class InvoiceFilterForm(FlaskForm):
     class Meta:
         csrf = False
@@ -156,7 +164,7 @@ def _recent_runs(limit: int = 5) -> list[BillingRun]:
 @requires("billing.run")
 def billing():
     """Choose a period → preview (with ?period=) → confirm (POST /billing/runs)."""
-    form = PeriodForm(formdata=request.args if request.args.get("period") else None)
+    form = PeriodPreviewForm(formdata=request.args if request.args.get("period") else None)
     preview = customers = None
     status = 200
     if _all_locations() and request.args.get("period"):
