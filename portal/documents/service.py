@@ -281,14 +281,20 @@ def document_for(session: Session, kind: DocumentKind | str, owner: Any) -> Stor
     # workers must not both store version N.
     session.execute(select(spec.model.id).where(spec.model.id == owner.id).with_for_update())
     latest = latest_document(session, spec.kind, spec.owner_type, owner.id)
-    if latest is not None and (
+    if latest is not None and spec.pointer and not spec.versioned and getattr(owner, spec.pointer) != latest.id:
+        # Stored for an earlier owner that had this id (a deleted row whose id the database
+        # gave again): never served as this owner's document, which is rendered anew.
+        latest_served = None
+    else:
+        latest_served = latest
+    if latest_served is not None and (
         not spec.versioned or (isinstance(owner, Agreement) and owner.state == AgreementState.ACCEPTED)
     ):
         _point(owner, spec, latest)
         return latest
     source = spec.build(session, owner)
     digest_source = data.source_hash(source)
-    if latest is not None and latest.source_hash == digest_source:
+    if latest_served is not None and latest_served.source_hash == digest_source:
         _point(owner, spec, latest)
         return latest
 

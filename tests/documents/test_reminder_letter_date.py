@@ -51,3 +51,26 @@ def test_each_letter_is_dated_on_its_own_issue_day(db):
     # The table lists what it reminds with their due dates; the deadline is counted from the issue day.
     assert "15. 11. 2026" in text2 and "15. 12. 2026" in text2
     assert "by 27. 1. 2027" in text2
+
+
+def test_a_letter_stored_for_a_deleted_reminder_is_never_served_for_a_new_one_with_its_id(db):
+    """A letter is stored once per reminder, found by the reminder's id. When a reminder is
+    deleted and the database gives its id again (SQLite reuses the highest id), the new
+    reminder gets its own letter, not the old one with the old date."""
+    default_ladder()
+    customer, _ = customer_with_email()
+    service(customer)
+    invoice(customer, issue_date=date(2026, 11, 1), due_date=date(2026, 11, 15))
+    run_dunning(db, on=date(2026, 11, 22), actor=SYSTEM)
+    (old, old_text), = _letters(db, customer)
+    assert "22. 11. 2026" in old_text
+    fields = {"id": old.id, "case_id": old.case_id, "customer_id": customer.id, "level": old.level,
+              "amount_due": old.amount_due, "fee": old.fee, "invoices": list(old.invoices)}
+    db.delete(old)
+    db.flush()
+    reused = Reminder(**fields, issued_on=date(2027, 1, 20), pay_by=date(2027, 1, 27))
+    db.add(reused)
+    db.flush()
+    text = _pdf_text(read_document(document_for(db, kind_for(reused), reused)))
+    header = next(line for line in text.splitlines() if "Customer no." in line)
+    assert "20. 1. 2027" in header and "22. 11. 2026" not in header
