@@ -319,6 +319,12 @@ def init_web(app: Flask) -> None:
         if isinstance(value, date):
             # A date (no time zone to convert to) reads the same for the same locale.
             return _date_text(_locale_id(), value, fmt)
+        if isinstance(value, str):
+            # A date kept as ISO text (a request's payload) reads like any other date.
+            try:
+                return _date_text(_locale_id(), date.fromisoformat(value), fmt)
+            except ValueError:
+                return value
         return value
 
     app.jinja_env.filters["date"] = _date

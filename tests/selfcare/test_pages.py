@@ -1,6 +1,8 @@
 """Selfcare read pages: services, agreements, invoices, payments — what they show."""
 from __future__ import annotations
 
+import re
+
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -223,5 +225,5 @@ def test_usage_chart_numbers_follow_the_readers_locale(db, mine, customer_client
 def test_invoice_lines_periods_use_the_page_date(customer_client, mine):
     """Invoice line periods were written short (4/1/26) beside long dates."""
     html = customer_client.get(f"/invoices/{mine.invoice.id}").get_data(as_text=True)
-    assert "Apr 1, 2026 – Apr 28, 2026" in html
+    assert "Apr 1, 2026 – Apr 28, 2026" in re.sub(r"<[^>]+>", "", html)  # the cell may wrap between the dates
     assert "4/1/26" not in html
