@@ -2,7 +2,8 @@
 
 The rule: balance = Σ issued invoices (and advances) − Σ issued credit notes − Σ payments
 received from the customer, per currency, as of a date (invoices by issue date, payments by
-the date received). Positive: the customer owes; negative: the customer has credit. A cancelled
+the date received). A payment the bank reversed (state `reversed`) was never the customer's
+money: it counts nowhere, neither in the balance nor on the statement. Positive: the customer owes; negative: the customer has credit. A cancelled
 invoice counts for nothing, and neither do the credit notes correcting it (cancelling issues a
 full credit note: the pair is void); payments not yet identified (no customer) are nobody's. Every
 function here issues a fixed number of SQL statements, however many rows there are.
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session, aliased
 
 from portal.domain import DomainError
 from portal.domain.payments import PAYABLE_TYPES, _cur, _money
-from portal.models import Invoice, InvoiceState, InvoiceType, Payment, PaymentSource
+from portal.models import Invoice, InvoiceState, InvoiceType, Payment, PaymentSource, PaymentState
 from portal.models.base import ZERO
 
 BALANCE_TYPES = (*PAYABLE_TYPES, InvoiceType.CREDIT_NOTE)
@@ -67,7 +68,8 @@ def _balance_statements(with_as_of: bool):
         .outerjoin(corrected, corrected.id == Invoice.corrects_id)
         .where(Invoice.customer_id == customer_id, *_counted(corrected))
     )
-    paid = select(Payment.currency, func.sum(Payment.amount)).where(Payment.customer_id == customer_id)
+    paid = select(Payment.currency, func.sum(Payment.amount)).where(Payment.customer_id == customer_id,
+                                                                     Payment.state != PaymentState.REVERSED)
     if with_as_of:
         invoices = invoices.where(Invoice.issue_date <= bindparam("as_of"))
         paid = paid.where(Payment.received_on <= bindparam("as_of"))
@@ -164,7 +166,7 @@ def customer_statement(session: Session, customer_id: int, start: date, end: dat
     ).all()
     payment_rows = session.scalars(
         select(Payment).where(Payment.customer_id == customer_id, Payment.received_on >= start,
-                              Payment.received_on <= end)
+                              Payment.received_on <= end, Payment.state != PaymentState.REVERSED)
     ).all()
 
     raw: list[tuple] = []

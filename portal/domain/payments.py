@@ -13,8 +13,11 @@ The rules, in the business's words:
 - An unidentified payment waits for staff (state `unmatched`).
 - Payment states: `unmatched` — nothing allocated and the money waits for staff; `partial` —
   partly allocated, the rest waits for staff (after a manual allocation or an unpairing);
-  `matched` — fully allocated; `overpaid` — the rest is the customer's credit.
-- Σ allocations of a payment = amount − unallocated ≤ amount; an invoice's `paid_amount` is
+  `matched` — fully allocated; `overpaid` — the rest is the customer's credit; `reversed` —
+  the bank took the money back (`reverse_payment`): its allocations are removed, so what it
+  paid is due again, and it counts in no balance, credit, queue or statement.
+- Σ allocations of a payment = amount − unallocated ≤ amount (a reversed payment has neither
+  allocations nor anything unallocated); an invoice's `paid_amount` is
   Σ of its allocations and `paid_at` the date it became fully settled (None while it is not).
 - What an invoice still asks for is `gross_total − paid_amount − credited`, where `credited`
   is −Σ gross of the issued credit notes correcting it (see `settle_credit_note`).
@@ -65,6 +68,10 @@ class InvalidPayment(DomainError):
 
 class AllocationNotAllowed(DomainError):
     """A manual allocation, unpairing or customer assignment that the rules refuse."""
+
+
+class ReversalNotAllowed(DomainError):
+    """The payment cannot be reversed (already reversed)."""
 
 
 class CreditNoteNotSettleable(DomainError):
@@ -329,6 +336,7 @@ def pair_payment(session: Session, payment: Payment, *, actor: Actor) -> Payment
     """Pair what is left of a payment: identify the customer by VS unless known, pay the open
     invoice carrying the VS, then the oldest open invoices; the rest becomes customer credit
     (overpaid), or the payment stays unmatched when nobody is identified. Audited."""
+    _refuse_reversed(payment)
     before = (payment.state, payment.customer_id)
     allocations = _pair(session, payment, actor)
     if allocations or before != (payment.state, payment.customer_id):
@@ -413,6 +421,7 @@ def allocate(session: Session, payment: Payment, invoice: Invoice, amount, *, ac
     credit, money waiting for staff stays waiting (state partial). Audited."""
     amount = parse_amount(amount)
     _lock_payments(session, [payment.id])
+    _refuse_reversed(payment)
     rows = _lock_invoices(session, [invoice.id])
     invoice, credited = rows[0]
     if invoice.type not in PAYABLE_TYPES or invoice.state != InvoiceState.ISSUED:
@@ -452,6 +461,7 @@ def unpair(session: Session, payment: Payment, *, actor: Actor, allocation: Paym
     unmatched when nothing stays allocated, partial otherwise. The customer stays assigned
     (`assign_customer` changes it). Audited."""
     _lock_payments(session, [payment.id])
+    _refuse_reversed(payment)
     if allocation is not None:
         if allocation.payment_id != payment.id:
             raise AllocationNotAllowed("The allocation belongs to another payment.", field="allocation")
@@ -490,6 +500,7 @@ def assign_customer(session: Session, payment: Payment, customer: Customer, *, a
     invoices, rest as credit). Refused while it is allocated to another customer's invoices
     (unpair first). Audited."""
     _lock_payments(session, [payment.id])
+    _refuse_reversed(payment)
     if payment.customer_id not in (None, customer.id) and payment.allocations:
         raise AllocationNotAllowed("The payment is paired with another customer's invoices; unpair it first.",
                                    field="customer")
@@ -500,6 +511,49 @@ def assign_customer(session: Session, payment: Payment, customer: Customer, *, a
         session, actor, "payment.customer_assigned", "payment", payment.id,
         {"customer_id": [before, customer.id], "state": payment.state, "allocations": _describe(allocations)},
         customer_id=customer.id,
+    )
+    return payment
+
+
+def reverse_payment(session: Session, payment: Payment, *, actor: Actor, reason: str, reversed_on: date,
+                    reference: str | None = None, statement_import: StatementImport | None = None) -> Payment:
+    """The bank took a payment back (a CAMT reversal of the credit): every allocation is
+    removed — the invoices it paid are due again (paid amount lowered, no longer paid) — and
+    the payment becomes `reversed`, with nothing unallocated, so it is nobody's credit and
+    waits in no queue. `reversed_on` is the reversal's booking date, `reference` its bank
+    reference (recorded so the same reversal is never applied twice) and `statement_import`
+    the import that carried it. Refused (ReversalNotAllowed) for a payment already reversed.
+    Audited."""
+    _lock_payments(session, [payment.id])
+    if payment.state == PaymentState.REVERSED:
+        raise ReversalNotAllowed(f"Payment #{payment.id} is already reversed.")
+    removed = list(payment.allocations)
+    rows = _lock_invoices(session, [a.invoice_id for a in removed]) if removed else []
+    invoices = {inv.id: (inv, credited) for inv, credited in rows}
+    detail = []
+    for a in removed:
+        invoice, _ = invoices[a.invoice_id]
+        invoice.paid_amount -= a.amount
+        detail.append({"invoice": invoice.number, "invoice_id": invoice.id, "amount": a.amount})
+        session.delete(a)
+    for invoice, credited in invoices.values():
+        _refresh_paid_at(invoice, credited, None)
+    before = payment.state
+    payment.state = PaymentState.REVERSED
+    payment.unallocated = ZERO
+    payment.reversed_on = reversed_on
+    payment.reversed_by_reference = (reference or "").strip()[:100] or None
+    payment.reversed_by_import_id = statement_import.id if statement_import is not None else None
+    session.flush()
+    session.expire(payment, ["allocations"])
+    for invoice, _ in invoices.values():
+        session.expire(invoice, ["allocations"])
+    audit.record(
+        session, actor, "payment.reversed", "payment", payment.id,
+        {"state": [before, payment.state], "reason": reason, "reversed_on": reversed_on,
+         "reference": payment.reversed_by_reference, "statement_import_id": payment.reversed_by_import_id,
+         "removed": detail, "amount": payment.amount, "currency": payment.currency},
+        customer_id=payment.customer_id,
     )
     return payment
 
@@ -587,6 +641,11 @@ def _money(value) -> Decimal:
 
 def _cur(value) -> str:
     return value.value if hasattr(value, "value") else str(value)
+
+
+def _refuse_reversed(payment: Payment) -> None:
+    if payment.state == PaymentState.REVERSED:
+        raise AllocationNotAllowed("The payment was reversed by the bank; it pays nothing.", field="payment")
 
 
 def _state(payment: Payment, *, remainder_is_credit: bool) -> PaymentState:

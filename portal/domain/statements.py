@@ -9,10 +9,19 @@ The rules:
   date of the first import.
 - Only credits (incoming money) become payments; debits (and, in CAMT, entries not yet
   booked) are counted and skipped.
-- A CAMT entry marked as a reversal (RvslInd true) is never a new payment: with CRDT it
-  returns one of our own debits (a bounced refund), with DBIT it takes back an earlier
-  credit. Both are listed, with their references, in the import's audit entry
-  ("reversals") and are not booked as customer payments.
+- A CAMT entry marked as a reversal (RvslInd true) is never a new payment. With CRDT it
+  returns one of our own debits (a bounced refund): it is listed as a returned debit. With
+  DBIT it takes back an earlier credit: the original payment is found and reversed
+  (`payments.reverse_payment`: what it paid is due again). The original is the bank
+  payment whose bank reference is one of the reversal's references (TxDtls/Refs/AcctSvcrRef,
+  Ntry/AcctSvcrRef, TxId, EndToEndId), else the one not yet reversed with the same VS,
+  amount and currency — and the same payer account when the reversal names one — received
+  no later than the reversal's booking. Exactly one must be found: none, several, or only
+  an already reversed one leave the reversal for staff, with the reason. The reversal's own
+  reference (Ntry/AcctSvcrRef, else the first of the others, else one derived from its
+  content) is recorded on the reversed payment, so a later import of the same entry
+  reverses nothing twice. Every reversal is listed, with its references and outcome, in
+  the import's audit entry ("reversals"), which the import's page shows.
 - Each transaction carries a bank reference; one already recorded (source `bank_import`) is
   skipped and counted as a duplicate, so overlapping statements add nothing twice.
 - Every new payment is paired at once (see `portal.domain.payments`); the import records its
@@ -123,11 +132,14 @@ class Reversal:
     amount: Decimal
     currency: str
     references: dict[str, str]  # AcctSvcrRef, NtryRef, EndToEndId, TxId, VS — as the bank gave them
+    reference: str = ""  # the reversal's own reference (see the module's rules)
+    accounts: tuple[str, ...] = ()  # the counterparty accounts it names, normalised
 
     def as_dict(self) -> dict:
         return {"where": self.where, "direction": self.direction,
                 "booked_on": self.booked_on.isoformat() if self.booked_on else None,
-                "amount": str(self.amount), "currency": self.currency, **self.references}
+                "amount": str(self.amount), "currency": self.currency, "reference": self.reference,
+                **self.references}
 
 
 @dataclass
@@ -207,13 +219,17 @@ def import_statement(session: Session, file_name: str, data: bytes, *, actor: Ac
                     imp.matched_count += 1
             if progress is not None:
                 progress(total_credits, total_credits)
+            outcomes = [_apply_reversal(session, r, imp, actor) for r in parsed.reversals]
             audit.record(
                 session, actor, "statement.imported", "statement_import", imp.id,
                 {"file_name": imp.file_name, "format": imp.format, "sha256": sha,
                  "payments": imp.payments_count, "duplicates": imp.duplicates_count,
                  "matched": imp.matched_count, "unmatched": imp.unmatched_count,
                  "debits_and_other_skipped": parsed.skipped, "total": imp.total,
-                 "reversals": [r.as_dict() for r in parsed.reversals]},
+                 "reversals": [{**r.as_dict(), **o} for r, o in zip(parsed.reversals, outcomes, strict=True)],
+                 "reversed": sum(o["outcome"] == REVERSED for o in outcomes),
+                 "returned_debits": sum(o["outcome"] == RETURNED_DEBIT for o in outcomes),
+                 "reversals_left_for_staff": sum(o["outcome"] == LEFT_FOR_STAFF for o in outcomes)},
             )
             session.flush()
     except IntegrityError:
@@ -222,6 +238,61 @@ def import_statement(session: Session, file_name: str, data: bytes, *, actor: Ac
         raise AlreadyImported(_already(earlier) if earlier else
                               "The file was imported concurrently by someone else; nothing was written.") from None
     return imp
+
+
+# What became of a reversal (the "outcome" of each item of the audit entry's "reversals").
+REVERSED = "reversed"  # the original payment was reversed
+ALREADY_REVERSED = "already_reversed"  # this reversal was applied by an earlier import
+RETURNED_DEBIT = "returned_debit"  # CRDT: one of our own debits came back
+LEFT_FOR_STAFF = "left_for_staff"  # the original could not be told; `reason` says why
+# Why a reversal was left for staff.
+NO_ORIGINAL = "no_original"
+AMBIGUOUS = "ambiguous"
+ORIGINAL_ALREADY_REVERSED = "original_already_reversed"
+UNKNOWN_CURRENCY = "unknown_currency"
+
+
+def _apply_reversal(session: Session, r: Reversal, imp: StatementImport, actor: Actor) -> dict:
+    """Apply one reversal of the statement; the outcome for the audit entry."""
+    if r.direction == "CRDT":
+        return {"outcome": RETURNED_DEBIT}
+    done = session.scalar(select(Payment.id).where(Payment.state == PaymentState.REVERSED,
+                                                   Payment.reversed_by_reference == r.reference))
+    if done is not None:
+        return {"outcome": ALREADY_REVERSED, "payment_id": done}
+    try:
+        currency = Currency(r.currency)
+    except ValueError:
+        return {"outcome": LEFT_FOR_STAFF, "reason": UNKNOWN_CURRENCY}
+    same_money = (Payment.source == PaymentSource.BANK_IMPORT, Payment.currency == currency)
+
+    def exact(rows):
+        return sorted((p for p in rows if payments._money(p.amount) == r.amount), key=lambda p: p.id)
+
+    refs = sorted({r.references.get(k) for k in ("acct_svcr_ref", "entry_acct_svcr_ref", "tx_id", "end_to_end_id")}
+                  - {None, ""})
+    found = exact(session.scalars(select(Payment).where(*same_money, Payment.bank_reference.in_(refs)))) if refs else []
+    if not found and r.references.get("variable_symbol"):
+        rows = session.scalars(select(Payment).where(
+            *same_money, Payment.variable_symbol.in_(payments.vs_candidates(r.references["variable_symbol"])),
+            *([Payment.received_on <= r.booked_on] if r.booked_on else []),
+        ))
+        found = [p for p in exact(rows) if not r.accounts or _account(p.counterparty_account) in r.accounts]
+    open_ = [p for p in found if p.state != PaymentState.REVERSED]
+    if not open_:
+        reason = ORIGINAL_ALREADY_REVERSED if found else NO_ORIGINAL
+        return {"outcome": LEFT_FOR_STAFF, "reason": reason, "candidates": [p.id for p in found]}
+    if len(open_) > 1:
+        return {"outcome": LEFT_FOR_STAFF, "reason": AMBIGUOUS, "candidates": [p.id for p in open_]}
+    payment = open_[0]
+    payments.reverse_payment(
+        session, payment, actor=actor, reason=f"bank reversal ({r.where} of import #{imp.id})",
+        reversed_on=r.booked_on or utcnow().date(), reference=r.reference, statement_import=imp)
+    return {"outcome": REVERSED, "payment_id": payment.id, "customer_id": payment.customer_id}
+
+
+def _account(value: str | None) -> str:
+    return re.sub(r"\s", "", value or "").upper()
 
 
 def _already(earlier: StatementImport) -> str:
@@ -547,21 +618,34 @@ def parse_camt053(data: bytes) -> ParsedStatement:
 
 def _camt_reversal(where, ntry, indicator, amount, amt_el, find, text) -> Reversal:
     tx = find(ntry, "NtryDtls/TxDtls")
+    end_to_end = text(tx, "Refs/EndToEndId") if tx is not None else ""
     refs = {
         "acct_svcr_ref": (text(tx, "Refs/AcctSvcrRef") if tx is not None else "") or text(ntry, "AcctSvcrRef"),
+        "entry_acct_svcr_ref": text(ntry, "AcctSvcrRef"),
         "entry_ref": text(ntry, "NtryRef"),
-        "end_to_end_id": text(tx, "Refs/EndToEndId") if tx is not None else "",
+        "end_to_end_id": "" if end_to_end.upper() == "NOTPROVIDED" else end_to_end,
         "tx_id": text(tx, "Refs/TxId") if tx is not None else "",
     }
     creditor_ref = text(tx, "RmtInf/Strd/CdtrRefInf/Ref") if tx is not None else ""
-    vs = _symbols_from([creditor_ref, refs["end_to_end_id"], text(ntry, "AddtlNtryInf")])["VS"]
-    if vs is None and creditor_ref.isdigit():
-        vs = _symbol(creditor_ref, 10)
+    unstructured = [e.text.strip() for e in tx.iter() if e.tag.endswith("}Ustrd") and e.text] if tx is not None else []
+    vs = _symbols_from([creditor_ref, refs["end_to_end_id"], *unstructured, text(ntry, "AddtlNtryInf")])["VS"]
+    for candidate in (creditor_ref, refs["end_to_end_id"]):
+        if vs is None and candidate.isdigit() and len(candidate) <= 10:
+            vs = _symbol(candidate, 10)
     refs["variable_symbol"] = vs or ""
+    accounts = tuple(sorted({_account(text(tx, f"RltdPties/{party}Acct/Id/{kind}"))
+                             for party in ("Dbtr", "Cdtr") for kind in ("IBAN", "Othr/Id")} - {""})) \
+        if tx is not None else ()
     raw_date = text(ntry, "BookgDt/Dt") or text(ntry, "BookgDt/DtTm") or text(ntry, "ValDt/Dt")
-    return Reversal(where=where, direction=indicator, booked_on=_parse_iso_date(raw_date) if raw_date else None,
+    booked_on = _parse_iso_date(raw_date) if raw_date else None
+    reference = refs["entry_acct_svcr_ref"] or refs["acct_svcr_ref"] or refs["tx_id"]
+    if not reference:
+        key = "|".join(str(p) for p in ("rvsl", indicator, booked_on, amount, amt_el.get("Ccy"), vs,
+                                        refs["entry_ref"], refs["end_to_end_id"], *accounts))
+        reference = "rvsl:" + hashlib.sha256(key.encode()).hexdigest()[:40]
+    return Reversal(where=where, direction=indicator, booked_on=booked_on,
                     amount=amount, currency=(amt_el.get("Ccy") or "").upper(),
-                    references={k: v for k, v in refs.items() if v})
+                    references={k: v for k, v in refs.items() if v}, reference=reference[:100], accounts=accounts)
 
 
 def _parse_xml_amount(raw: str) -> Decimal | None:

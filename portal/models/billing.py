@@ -74,6 +74,9 @@ class PaymentState(enum.StrEnum):
     PARTIAL = "partial"
     MATCHED = "matched"
     OVERPAID = "overpaid"
+    # The bank took the money back (a CAMT reversal): nothing of it is allocated and it
+    # counts in no balance, credit or queue.
+    REVERSED = "reversed"
 
 
 class StatementFormat(enum.StrEnum):
@@ -292,8 +295,14 @@ class Payment(TimestampMixin, Base):
     state: Mapped[PaymentState] = mapped_column(StrEnumType(PaymentState, "payment_state"), default=PaymentState.UNMATCHED)
     unallocated: Mapped[Decimal] = mapped_column(Money)
     note: Mapped[str] = mapped_column(Text, default="")
+    # A reversed payment: the booking date of the reversal, its bank reference (so the same
+    # reversal is never applied twice) and the statement import that carried it.
+    reversed_on: Mapped[date | None] = mapped_column(Date)
+    reversed_by_reference: Mapped[str | None] = mapped_column(String(100))
+    reversed_by_import_id: Mapped[int | None] = mapped_column(ForeignKey("statement_import.id", ondelete="RESTRICT"))
 
     customer: Mapped[Customer | None] = relationship()
+    reversed_by_import: Mapped[StatementImport | None] = relationship(foreign_keys=[reversed_by_import_id])
     allocations: Mapped[list[PaymentAllocation]] = relationship(back_populates="payment", order_by="PaymentAllocation.id")
 
 

@@ -41,6 +41,7 @@ from portal.jobs import (
     resume_job,
 )
 from portal.models import (
+    AuditEntry,
     Currency,
     Customer,
     Invoice,
@@ -442,5 +443,9 @@ def statement_import(import_id: int):
     stmt = (select(Payment).options(selectinload(Payment.customer)).where(Payment.statement_import_id == import_id)
             .order_by(Payment.id))
     page = paginate(stmt, page_number(request.args.get("page")), PER_PAGE)
+    entry = db.session.scalars(select(AuditEntry).where(
+        AuditEntry.action == "statement.imported", AuditEntry.entity_type == "statement_import",
+        AuditEntry.entity_id == import_id).order_by(AuditEntry.id)).first()
+    reversals = (entry.changes or {}).get("reversals", []) if entry is not None else []
     return render("staff/payments/import_result.html", block="payment_table", imported=imported, page=page,
-                  params={"import_id": import_id}, endpoint="staff.statement_import")
+                  reversals=reversals, params={"import_id": import_id}, endpoint="staff.statement_import")

@@ -167,7 +167,7 @@ STATE_LABELS = {
     "overdue": N_("Overdue"), "accepted": N_("Accepted"), "invalid": N_("Invalid"), "new": N_("New"),
     "in_progress": N_("In progress"), "waiting_for_customer": N_("Waiting for customer"),
     "resolved": N_("Resolved"), "closed": N_("Closed"), "unmatched": N_("Unmatched"),
-    "partial": N_("Partially paid"), "matched": N_("Matched"), "overpaid": N_("Overpaid"),
+    "partial": N_("Partially paid"), "matched": N_("Matched"), "overpaid": N_("Overpaid"), "reversed": N_("Reversed"),
     "running": N_("Running"), "done": N_("Done"), "failed": N_("Failed"), "pending": N_("Pending"),
     "queued": N_("Queued"), "sent": N_("Sent"), "suspended": N_("Suspended"),
 }

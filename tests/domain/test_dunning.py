@@ -596,3 +596,20 @@ def test_cli_run_postpone_and_never_block(app, db, outbox):
     db.expire_all()
     assert [s.state for s in (db.get(type(svc), svc.id), db.get(type(svc), svc2.id), db.get(type(svc), svc3.id))] == [
         ServiceState.BLOCKED, ServiceState.ACTIVE, ServiceState.ACTIVE]
+
+
+def test_a_paid_invoice_whose_payment_is_reversed_is_overdue_again(db):
+    """The bank takes back the payment that paid an invoice: the dunning run's preview sees
+    the debt again (and did not while it was paid)."""
+    from portal.domain.payments import record_payment, reverse_payment
+    from portal.models import Currency
+
+    default_ladder()
+    customer, _, inv, _ = overdue_customer(db)
+    payment = record_payment(db, amount=inv.gross_total, currency=Currency.CZK, received_on=D,
+                             variable_symbol=inv.variable_symbol, customer=customer, actor=SYSTEM)
+    assert inv.paid_at is not None
+    assert run(db, D + timedelta(days=7), dry_run=True).reminders_by_level == {}
+    reverse_payment(db, payment, actor=SYSTEM, reason="bank reversal", reversed_on=D + timedelta(days=2),
+                    reference="RVSL-1")
+    assert run(db, D + timedelta(days=7), dry_run=True).reminders_by_level == {1: 1}

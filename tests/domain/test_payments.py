@@ -494,3 +494,57 @@ def test_overview_figures_count_credit_notes(db):
     assert list(db.scalars(plain_query(c.id))) == [credited]
     business = business_overview(db, None, today=date(2025, 2, 1))
     assert business.receivables == {"CZK": D("500.00")} and business.overdue == {"CZK": D("500.00")}
+
+
+# ---------------------------------------------------------------- reversals
+
+
+def test_reversing_a_paired_payment_reopens_what_it_paid(db):
+    """The bank takes a payment back: its allocations go, the invoices are due again, it is
+    nobody's credit and waits in no queue, the balance owes again; audited once."""
+    from portal.domain.balance import customer_balance
+    from portal.domain.payments import reverse_payment
+
+    customer = CustomerFactory(variable_symbol="5550001")
+    first = make_invoice(customer, 400, due_date=date(2025, 1, 15))
+    second = make_invoice(customer, 300, due_date=date(2025, 2, 15))
+    payment = pay(db, 800, "5550001")  # pays both, 100 is credit
+    assert payment.state == PaymentState.OVERPAID and first.paid_at and second.paid_at
+    assert customer_balance(db, customer.id) == {"CZK": D("-100.00")}
+    reverse_payment(db, payment, actor=SYSTEM, reason="bank reversal", reversed_on=date(2025, 2, 3),
+                    reference="RVSL-1")
+    assert payment.state == PaymentState.REVERSED and payment.unallocated == D("0.00")
+    assert (payment.reversed_on, payment.reversed_by_reference) == (date(2025, 2, 3), "RVSL-1")
+    assert not payment.allocations
+    assert (first.paid_amount, first.paid_at, second.paid_amount, second.paid_at) == (D("0.00"), None, D("0.00"), None)
+    assert invoice_due(first) == D("400.00") and invoice_due(second) == D("300.00")
+    assert customer_balance(db, customer.id) == {"CZK": D("700.00")}
+    assert customer_credit(db, customer.id) == {}
+    assert payment not in db.scalars(unmatched_payments_query()).all()
+    assert audit_actions(db, payment.id)[-1] == "payment.reversed"
+    assert_invariants_except_reversed(db)
+
+    # A reversed payment pays nothing any more and is not reversed twice.
+    with pytest.raises(DomainError):
+        reverse_payment(db, payment, actor=SYSTEM, reason="again", reversed_on=date(2025, 2, 4))
+    with pytest.raises(AllocationNotAllowed):
+        allocate(db, payment, first, "100", actor=STAFF)
+    with pytest.raises(AllocationNotAllowed):
+        pair_payment(db, payment, actor=STAFF)
+    with pytest.raises(AllocationNotAllowed):
+        assign_customer(db, payment, customer, actor=STAFF)
+    assert apply_customer_credit(db, customer.id, actor=SYSTEM, on=date(2025, 2, 5)) == D("0")
+    # The next payment pays the reopened invoices as usual.
+    pay(db, 400, "5550001", on=date(2025, 2, 10))
+    assert first.paid_at == date(2025, 2, 10) and invoice_due(second) == D("300.00")
+
+
+def assert_invariants_except_reversed(db):
+    for p in db.scalars(select(Payment)):
+        allocated = sum((a.amount for a in p.allocations), D("0"))
+        if p.state == PaymentState.REVERSED:
+            assert allocated == 0 and p.unallocated == 0
+        else:
+            assert allocated == p.amount - p.unallocated
+    for inv in db.scalars(select(Invoice)):
+        assert inv.paid_amount == sum((a.amount for a in inv.allocations), D("0"))

@@ -284,8 +284,11 @@ def test_cli_add_records_and_pairs(app, db, customers):
 
 def test_a_reversal_is_never_booked_as_a_new_customer_payment(db, customers):
     """A returned refund (CRDT + RvslInd) and a taken-back credit (DBIT + RvslInd), as banks
-    book them: neither is a customer payment, so nothing is overpaid; both are listed with
-    their references in the import's audit entry. An ordinary credit beside them is booked."""
+    book them: neither is a customer payment, so nothing is overpaid; the returned refund is
+    listed as a returned debit, the taken-back credit undoes the payment it names (its
+    TxDtls/Refs/AcctSvcrRef is the credit's): the invoice it paid is due again. An ordinary
+    credit beside them is booked. Both are listed with their references and outcome in the
+    import's audit entry."""
     import_statement(db, "a.xml", read("camt053_sample.xml"), actor=SYSTEM)
     invoice = customers["invoice"]
     assert invoice.paid_amount == D("605.00")
@@ -294,21 +297,108 @@ def test_a_reversal_is_never_booked_as_a_new_customer_payment(db, customers):
     assert {p.bank_reference for p in db.scalars(select(Payment))} >= {"2025030600013"}
     assert not db.scalars(select(Payment).where(
         Payment.bank_reference.in_(["2025030600011", "2025030600012"]))).all()
-    assert invoice.paid_amount == D("605.00")  # not 1210: the returned refund paid nothing
+    assert invoice.paid_amount == D("0.00") and invoice.paid_at is None  # not 1210: nothing paid twice
     jana = db.scalars(select(Payment).where(Payment.customer_id == customers["jana"].id)).all()
-    assert len(jana) == 1 and jana[0].state == PaymentState.MATCHED
+    assert len(jana) == 1 and jana[0].state == PaymentState.REVERSED
+    assert (jana[0].bank_reference, jana[0].reversed_by_reference, jana[0].reversed_on,
+            jana[0].reversed_by_import_id) == ("2025030400001", "2025030600012", date(2025, 3, 6), imp.id)
     entry = db.scalars(select(AuditEntry).where(AuditEntry.action == "statement.imported")
                        .order_by(AuditEntry.id)).all()[-1]
     reversals = entry.changes["reversals"]
     assert [(r["direction"], r["amount"], r["acct_svcr_ref"]) for r in reversals] == [
         ("CRDT", "605.00", "2025030600011"), ("DBIT", "605.00", "2025030400001")]
     assert reversals[0]["end_to_end_id"] == "REFUND-2025000101" and reversals[0]["variable_symbol"] == "2025000101"
+    assert [r["outcome"] for r in reversals] == ["returned_debit", "reversed"]
+    assert reversals[1]["payment_id"] == jana[0].id
+    assert (entry.changes["reversed"], entry.changes["returned_debits"], entry.changes["reversals_left_for_staff"]) == (
+        1, 1, 0)
     assert entry.changes["debits_and_other_skipped"] == 2
 
-    # Again in an overlapping export: still nothing booked twice.
+    # Again in an overlapping export: still nothing booked or reversed twice.
     again = import_statement(db, "c.xml", read("camt053_reversals.xml") + b"\n<!-- again -->\n", actor=SYSTEM)
     assert counts(again) == (0, 1, 0, 0, D("0"))
-    assert invoice.paid_amount == D("605.00")
+    assert invoice.paid_amount == D("0.00")
+    assert jana[0].reversed_by_import_id == imp.id
+    entry = db.scalars(select(AuditEntry).where(AuditEntry.action == "statement.imported")
+                       .order_by(AuditEntry.id)).all()[-1]
+    assert [r["outcome"] for r in entry.changes["reversals"]] == ["returned_debit", "already_reversed"]
+    assert db.scalar(select(func.count(AuditEntry.id)).where(AuditEntry.action == "payment.reversed")) == 1
+
+
+def test_a_czech_banks_reversal_undoes_the_credit_it_takes_back(db, customers):
+    """Two daily exports of a Czech bank (camt.053.001.02): a credit paying an invoice, and the
+    next day its reversal (DBIT + RvslInd) with references of its own. The original is found
+    by VS, amount and payer account: it is reversed, the invoice is due again, the balance
+    owes again and dunning sees the debt; the next export repeating the entry changes nothing."""
+    from portal.domain.balance import customer_balance, customer_statement
+    from portal.domain.dunning import overdue_invoices
+    from portal.domain.payments import customer_credit, unmatched_payments_query
+
+    jana, invoice = customers["jana"], customers["invoice"]
+    import_statement(db, "kb-0310.xml", read("camt053_kb_credit.xml"), actor=SYSTEM)
+    payment = db.scalars(select(Payment).where(Payment.bank_reference == "KB250310C0001234")).one()
+    assert payment.state == PaymentState.MATCHED and invoice.paid_amount == D("605.00")
+    assert customer_balance(db, jana.id) == {"CZK": D("0.00")}
+    assert overdue_invoices(db, jana.id, date(2025, 4, 1)) == []
+
+    imp = import_statement(db, "kb-0311.xml", read("camt053_kb_reversal.xml"), actor=SYSTEM)
+    assert counts(imp) == (0, 0, 0, 0, D("0"))
+    assert payment.state == PaymentState.REVERSED and payment.reversed_by_reference == "KB250311R0000077"
+    assert payment.reversed_on == date(2025, 3, 11) and payment.unallocated == D("0.00")
+    assert not payment.allocations
+    assert invoice.paid_amount == D("0.00") and invoice.paid_at is None
+    assert customer_balance(db, jana.id) == {"CZK": D("605.00")}  # owing again
+    assert customer_credit(db, jana.id) == {}
+    assert payment not in db.scalars(unmatched_payments_query()).all()
+    statement = customer_statement(db, jana.id, date(2025, 3, 1), date(2025, 3, 31))
+    assert [e.kind for e in statement.entries] == ["invoice"] and statement.closing == {"CZK": D("605.00")}
+    assert [inv.id for inv, _ in overdue_invoices(db, jana.id, date(2025, 4, 1))] == [invoice.id]
+
+    # The next export repeats the entry: nothing is reversed twice.
+    again = read("camt053_kb_reversal.xml").replace(b"KB-STMT-20250311-000107", b"KB-STMT-20250311-000108")
+    import_statement(db, "kb-0311-again.xml", again, actor=SYSTEM)
+    assert invoice.paid_amount == D("0.00") and payment.reversed_by_import_id == imp.id
+    assert db.scalar(select(func.count(AuditEntry.id)).where(AuditEntry.action == "payment.reversed")) == 1
+    assert customer_balance(db, jana.id) == {"CZK": D("605.00")}
+
+
+def _last_import_reversals(db) -> list[dict]:
+    entry = db.scalars(select(AuditEntry).where(AuditEntry.action == "statement.imported")
+                       .order_by(AuditEntry.id.desc())).first()
+    return entry.changes["reversals"]
+
+
+def test_a_reversal_whose_original_is_ambiguous_is_left_for_staff(db, customers):
+    """Two credits with the same VS, amount and account and no reference the reversal names:
+    which one the bank took back cannot be told, so neither is reversed; the import's audit
+    entry says why and which payments it could be."""
+    credit = read("camt053_kb_credit.xml")
+    import_statement(db, "kb-0310.xml", credit, actor=SYSTEM)
+    twin = (credit.replace(b"KB250310C0001234", b"KB250310C0009999").replace(b"0310A1B2C3D4", b"0310FFFF")
+            .replace(b"2025-03-10", b"2025-03-09"))
+    import_statement(db, "kb-0309.xml", twin, actor=SYSTEM)
+    both = db.scalars(select(Payment).order_by(Payment.id)).all()
+    assert len(both) == 2
+    import_statement(db, "kb-0311.xml", read("camt053_kb_reversal.xml"), actor=SYSTEM)
+    assert all(p.state != PaymentState.REVERSED for p in both)
+    [r] = _last_import_reversals(db)
+    assert (r["outcome"], r["reason"], sorted(r["candidates"])) == ("left_for_staff", "ambiguous", [p.id for p in both])
+
+
+def test_a_reversal_without_an_original_is_left_for_staff(db, customers):
+    imp = import_statement(db, "kb-0311.xml", read("camt053_kb_reversal.xml"), actor=SYSTEM)
+    [r] = _last_import_reversals(db)
+    assert (r["outcome"], r["reason"]) == ("left_for_staff", "no_original")
+    assert counts(imp) == (0, 0, 0, 0, D("0")) and db.scalar(select(func.count(Payment.id))) == 0
+
+
+def test_a_reversal_does_not_take_a_payment_of_another_account(db, customers):
+    """Same VS and amount but another payer account: not the credit taken back."""
+    credit = read("camt053_kb_credit.xml").replace(b"000000-0123456789", b"000000-0999999999")
+    import_statement(db, "kb-0310.xml", credit, actor=SYSTEM)
+    import_statement(db, "kb-0311.xml", read("camt053_kb_reversal.xml"), actor=SYSTEM)
+    assert db.scalars(select(Payment)).one().state == PaymentState.MATCHED
+    assert _last_import_reversals(db)[0]["reason"] == "no_original"
 
 
 def test_parse_reads_the_reversal_indicator_in_every_version(db):

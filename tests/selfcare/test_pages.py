@@ -226,3 +226,15 @@ def test_invoice_lines_periods_use_the_page_date(customer_client, mine):
     html = customer_client.get(f"/invoices/{mine.invoice.id}").get_data(as_text=True)
     assert "Apr 1, 2026 – Apr 28, 2026" in re.sub(r"<[^>]+>", "", html)  # the cell may wrap between the dates
     assert "4/1/26" not in html
+
+
+def test_a_payment_the_bank_reversed_pays_nothing(customer_client, mine, db):
+    from portal.domain.payments import reverse_payment
+    from tests.domain.payments_fixtures import SYSTEM
+
+    reverse_payment(db, mine.payment, actor=SYSTEM,
+                    reason="bank reversal", reversed_on=date(2025, 3, 11), reference="RVSL-1")
+    db.commit()
+    html = text(customer_client.get("/payments"))
+    assert "Returned by the bank on" in html
+    assert "Credit for your next invoices" not in html and f"/invoices/{mine.paid_invoice.id}" not in html

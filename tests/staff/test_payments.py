@@ -288,3 +288,32 @@ def test_payments_need_the_right(operator_client, world):
     client = operator_client(rights=("billing.run",))
     assert client.get("/staff/payments").status_code == 403
     assert client.post("/staff/payments/new", data={}).status_code == 403
+
+
+def test_a_reversed_payment_shows_as_reversed(staff_client, world, db):
+    """A Czech bank's credit, then its reversal the next day, uploaded by staff: the import's
+    page lists the reversal and what became of it; the payment's page says it was reversed,
+    when and by which statement, and offers no pairing; the list's state filter finds it."""
+    upload(staff_client, "kb-0310.xml", read("camt053_kb_credit.xml"))
+    payment = db.scalars(select(Payment).where(Payment.bank_reference == "KB250310C0001234")).one()
+    assert payment.state == PaymentState.MATCHED
+    upload(staff_client, "kb-0311.xml", read("camt053_kb_reversal.xml"))
+    db.expire_all()
+    imp = db.scalars(select(StatementImport).where(StatementImport.file_name == "kb-0311.xml")).one()
+    assert payment.state == PaymentState.REVERSED and world["inv_a"].paid_amount == Decimal("0.00")
+
+    html = staff_client.get(f"/staff/payments/imports/{imp.id}").get_data(as_text=True)
+    assert 'id="reversals"' in html and 'data-outcome="reversed"' in html
+    assert f'href="/staff/payments/{payment.id}"' in html and "KB250311R0000077" in html
+
+    resp = staff_client.get(f"/staff/payments/{payment.id}")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert "badge-reversed" in html and ">Reversed<" in html
+    assert 'id="reversal"' in html and "kb-0311.xml" in html and "KB250311R0000077" in html
+    assert f'href="/staff/payments/imports/{imp.id}"' in html
+    assert f"/staff/payments/{payment.id}/allocate" not in html
+
+    html = staff_client.get("/staff/payments?state=reversed").get_data(as_text=True)
+    assert f"#{payment.id}<" in html and f"#{world['paid_b'].id}<" not in html
+    assert f"#{payment.id}<" not in staff_client.get("/staff/payments/unmatched").get_data(as_text=True)
