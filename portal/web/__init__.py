@@ -24,6 +24,7 @@ from markupsafe import Markup, escape
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import HTTPException
 
+from portal.domain.wording import PAGE_DATE
 from portal.web.htmx import is_htmx
 
 CSP = (
@@ -93,8 +94,7 @@ def _locale_id() -> str:
 
 # Pages write a date one way per locale ("Dec 16, 2026", "16. 12. 2026"), never a second,
 # shorter style beside it (12/16/26): the `date` filter's default, and the `datetime`
-# filter is that date with the time to the minute.
-PAGE_DATE = "medium"
+# filter is that date with the time to the minute. Rules' messages use the same style.
 
 
 @lru_cache(maxsize=64)
