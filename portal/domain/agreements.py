@@ -24,6 +24,8 @@ from portal.domain import DomainError, lifecycle
 from portal.domain.actors import Actor
 from portal.domain.audit import record
 from portal.domain.numbering import format_number, next_number
+from portal.domain.recipients import acceptance_email
+from portal.links import external_url
 from portal.models import (
     AcceptanceMethod,
     ActorType,
@@ -32,7 +34,6 @@ from portal.models import (
     AgreementState,
     AgreementType,
     AuditEntry,
-    CustomerLogin,
     CustomerService,
     ServiceState,
 )
@@ -490,28 +491,10 @@ def awaiting_acceptance(session: Session, customer_id: int) -> list[Agreement]:
     ))
 
 
-def acceptance_email(session: Session, customer) -> str | None:
-    """Where an acceptance reminder goes: the customer's selfcare login (where the agreement
-    is accepted; the code e-mail goes there too), else the billing or primary e-mail contact."""
-    login = session.scalar(select(CustomerLogin.email).where(CustomerLogin.customer_id == customer.id)
-                           .order_by(CustomerLogin.id).limit(1))
-    if login:
-        return login
-    from portal.domain.dunning import billing_email
-
-    return billing_email(session, customer)
-
-
 def _accept_link(agreement: Agreement) -> str:
-    """The absolute address of the acceptance page in selfcare (BASE_URL: the reminder is sent
-    outside a web request)."""
-    from urllib.parse import urlsplit
-
-    from flask import current_app
-
-    base = urlsplit(current_app.config["BASE_URL"])
-    adapter = current_app.url_map.bind(base.netloc, script_name=base.path or "/", url_scheme=base.scheme or "http")
-    return adapter.build("selfcare.agreement_accept", {"agreement_id": agreement.id}, force_external=True)
+    """The absolute address of the acceptance page in selfcare (the reminder is sent outside a
+    web request)."""
+    return external_url("selfcare.agreement_accept", agreement_id=agreement.id)
 
 
 @dataclass

@@ -79,6 +79,7 @@ from portal.domain.money import (
     vat_recapitulation,
 )
 from portal.domain.numbering import format_number, reserve_numbers
+from portal.domain.recipients import billing_email
 from portal.models import (
     Aggregation,
     BillingPlan,
@@ -1397,7 +1398,6 @@ def send_invoice(session: Session, invoice: Invoice, *, actor: Actor, to: str | 
     from flask_babel import gettext as _
 
     from portal.documents import document_for, kind_for, read_document
-    from portal.domain.dunning import billing_email
     from portal.mail import send_email
 
     if invoice.state == InvoiceState.CANCELLED:

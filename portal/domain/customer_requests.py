@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session, selectinload
 from portal.domain import DomainError, lifecycle
 from portal.domain.actors import Actor
 from portal.domain.audit import record
+from portal.domain.recipients import request_email
+from portal.links import external_url
 from portal.models import (
     ActorType,
-    ContactKind,
     Customer,
-    CustomerLogin,
     CustomerRequest,
     CustomerService,
     Operator,
@@ -352,31 +352,10 @@ def _staff_comment(session: Session, request: CustomerRequest, body: str, actor:
     return comment
 
 
-def request_email(session: Session, customer: Customer) -> str | None:
-    """Where answers to a request go: the customer's selfcare login (where they read the
-    conversation), else their primary e-mail contact, else the billing address."""
-    from portal.domain.dunning import billing_email
-
-    login = session.scalar(select(CustomerLogin.email).where(CustomerLogin.customer_id == customer.id)
-                           .order_by(CustomerLogin.id).limit(1))
-    if login:
-        return login
-    primary = [c for c in customer.contacts if c.kind == ContactKind.EMAIL and c.primary and c.value]
-    if primary:
-        return primary[0].value
-    return billing_email(session, customer)
-
-
 def _selfcare_link(request: CustomerRequest) -> str:
-    """The absolute address of the request in selfcare (BASE_URL: e-mails are also sent
-    outside a web request)."""
-    from urllib.parse import urlsplit
-
-    from flask import current_app
-
-    base = urlsplit(current_app.config["BASE_URL"])
-    adapter = current_app.url_map.bind(base.netloc, script_name=base.path or "/", url_scheme=base.scheme or "http")
-    return adapter.build("selfcare.request_detail", {"request_id": request.id}, force_external=True)
+    """The absolute address of the request in selfcare (e-mails are also sent outside a web
+    request)."""
+    return external_url("selfcare.request_detail", request_id=request.id)
 
 
 def _notify_customer(session: Session, request: CustomerRequest, comment: RequestComment,

@@ -44,16 +44,14 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 from portal.domain import DomainError, lifecycle
 from portal.domain.actors import Actor
 from portal.domain.audit import record
+from portal.domain.recipients import billing_email
 from portal.models import (
     ActorType,
     BlockingException,
     CaseState,
     Charge,
     ChargeKind,
-    ContactKind,
-    ContactPurpose,
     Customer,
-    CustomerLogin,
     CustomerService,
     DebtRecoveryCase,
     ExceptionKind,
@@ -244,21 +242,6 @@ def services_blocked_by(session: Session, case: DebtRecoveryCase) -> list[Custom
         if event is not None and event.debt_recovery_case_id == case.id:
             out.append(service)
     return out
-
-
-def billing_email(session: Session, customer: Customer) -> str | None:
-    """Where dunning writes: the billing e-mail contact, else the primary e-mail contact, else
-    the customer's selfcare login."""
-    emails = [c for c in customer.contacts if c.kind == ContactKind.EMAIL and c.value]
-    billing = sorted((c for c in emails if c.purpose == ContactPurpose.BILLING), key=lambda c: (not c.primary, c.id))
-    if billing:
-        return billing[0].value
-    primary = [c for c in emails if c.primary]
-    if primary:
-        return primary[0].value
-    return session.scalar(
-        select(CustomerLogin.email).where(CustomerLogin.customer_id == customer.id).order_by(CustomerLogin.id).limit(1)
-    )
 
 
 def _send(session: Session, customer: Customer, to: str | None, subject, template: str, **context) -> bool:
