@@ -1,4 +1,5 @@
-"""What gunicorn serves: `gunicorn wsgi:app`."""
-from portal import create_app
+"""What gunicorn serves (`gunicorn wsgi:app`) and what the flask CLI loads (FLASK_APP)."""
+from portal import configure_logging, create_app
 
+configure_logging()
 app = create_app()

@@ -86,7 +86,6 @@ def _surname(i: int) -> tuple[str, str]:
 def build(session, scale: Scale, *, today: date | None = None, say=print) -> dict:
     """Fill an empty schema. Returns what callers need: ids of the master rows and sample
     customers. The session is committed."""
-    from portal.auth.passwords import hash_password
     from portal.domain.accounts import ensure_admin_role
     from portal.models import (
         BillingPlan,
@@ -108,6 +107,7 @@ def build(session, scale: Scale, *, today: date | None = None, say=print) -> dic
         ServiceGroup,
     )
     from portal.models.catalog import service_definition_targets
+    from portal.security.passwords import hash_password
 
     started = time.perf_counter()
     today = today or date.today()

@@ -9,6 +9,15 @@ from flask import Flask
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def configure_logging() -> None:
+    """Once per process, by what runs the app (wsgi.py: gunicorn and the flask CLI), not per
+    app built: tests build many apps and keep pytest's own log handling."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # WeasyPrint logs every step of parsing its own stylesheets at import, at INFO.
+    for noisy in ("alembic.runtime.plugins", "weasyprint.progress", "fontTools"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def create_app(overrides: dict | None = None) -> Flask:
     app = Flask(
         __name__,
@@ -21,13 +30,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     load_config(app, overrides)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     if app.config.get("TESTING"):
-        from portal.auth.passwords import use_fast_hashing_for_tests
+        from portal.security.passwords import use_fast_hashing_for_tests
 
         use_fast_hashing_for_tests()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # WeasyPrint logs every step of parsing its own stylesheets at import, at INFO.
-    for noisy in ("alembic.runtime.plugins", "weasyprint.progress", "fontTools"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     if app.config.get("PROXY_FIX"):
         from werkzeug.middleware.proxy_fix import ProxyFix
@@ -50,7 +55,6 @@ def create_app(overrides: dict | None = None) -> Flask:
         configure_engine(db.engine)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True)
     csrf.init_app(app)
-    app.config["RATELIMIT_STORAGE_URI"] = app.config["RATELIMIT_STORAGE_URI"]
     limiter.init_app(app)
     login_manager.init_app(app)
 
@@ -67,7 +71,7 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     protect_issued_invoices()  # an issued invoice never changes (ORM-level guard)
 
-    from portal.auth.sessions import init_sessions
+    from portal.security.sessions import init_sessions
 
     init_sessions(app)
 

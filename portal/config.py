@@ -40,7 +40,7 @@ class DefaultConfig:
     # Per account AND client address (a guesser's address is refused, not the owner's); the
     # second-factor step counts per account.
     LOGIN_LIMIT_PER_ACCOUNT = "5 per minute;30 per hour"
-    # One account failing from many addresses is slowed, not locked (portal/auth/throttle.py).
+    # One account failing from many addresses is slowed, not locked (portal/security/throttle.py).
     LOGIN_ACCOUNT_SLOWDOWN_AFTER = 10
     LOGIN_ACCOUNT_FAILURE_WINDOW = timedelta(hours=1)
     LOGIN_SLOWDOWN_DELAY = timedelta(seconds=5)

@@ -7,7 +7,6 @@ from decimal import Decimal
 import factory
 from factory.alchemy import SQLAlchemyModelFactory
 
-from portal.auth.passwords import hash_password
 from portal.extensions import db
 from portal.models import (
     BillingPlan,
@@ -29,6 +28,7 @@ from portal.models import (
     ServiceGroupKind,
     ServiceState,
 )
+from portal.security.passwords import hash_password
 from tests.conftest import PASSWORD
 
 _hash_cache: dict[str, str] = {}

@@ -6,9 +6,18 @@ from flask import abort, current_app, flash, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from portal.auth import bp, throttle
+from portal.auth import bp
 from portal.auth.forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SecondFactorForm
-from portal.auth.sessions import (
+from portal.domain import DomainError
+from portal.domain import accounts as rules
+from portal.domain import customers as customer_rules
+from portal.domain.actors import Actor
+from portal.domain.audit import record
+from portal.extensions import db, limiter
+from portal.mail import send_email
+from portal.models import Face, Operator
+from portal.security import throttle
+from portal.security.sessions import (
     _load_session_row,
     client_agent,
     client_ip,
@@ -18,15 +27,7 @@ from portal.auth.sessions import (
     end_session,
     start_session,
 )
-from portal.auth.totp import accept_totp, use_recovery_code
-from portal.domain import DomainError
-from portal.domain import accounts as rules
-from portal.domain import customers as customer_rules
-from portal.domain.actors import Actor
-from portal.domain.audit import record
-from portal.extensions import db, limiter
-from portal.mail import send_email
-from portal.models import Face, Operator
+from portal.security.totp import accept_totp, use_recovery_code
 from portal.web.htmx import render
 
 FACES = {
@@ -58,7 +59,7 @@ def safe_next(target: str | None, face: Face) -> str:
 
 def _account_key() -> str:
     """Rate-limit key per account AND address: a guesser's address runs out of attempts, the
-    owner's does not (one account failing from many addresses: portal/auth/throttle.py)."""
+    owner's does not (one account failing from many addresses: portal/security/throttle.py)."""
     return f"acct:{rules.normalise_email(request.form.get('email', ''))[:254]}|{client_ip() or '-'}"
 
 

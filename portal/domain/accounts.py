@@ -8,7 +8,6 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from portal.auth.passwords import hash_password, needs_rehash, password_problem, verify_password
 from portal.domain import DomainError
 from portal.domain.actors import Actor
 from portal.domain.audit import record
@@ -24,6 +23,8 @@ from portal.models import (
     Role,
 )
 from portal.models.base import utcnow
+from portal.security.passwords import hash_password, needs_rehash, password_problem, verify_password
+from portal.security.sessions import end_all_sessions
 
 
 def normalise_email(email: str) -> str:
@@ -139,7 +140,6 @@ def reset_password(session: Session, face: Face, token: str, new_password: str, 
 
 def set_password(session: Session, principal, new_password: str, actor: Actor | None, ip: str | None = None,
                  action: str = "password.changed") -> None:
-    from portal.auth.sessions import end_all_sessions
 
     problem = password_problem(new_password, principal.email)
     if problem:

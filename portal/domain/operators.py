@@ -20,14 +20,6 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal.auth.passwords import verify_password
-from portal.auth.totp import (
-    accept_totp,
-    decrypt_secret,
-    encrypt_secret,
-    new_recovery_codes,
-    new_secret,
-)
 from portal.domain import DomainError
 from portal.domain.accounts import (
     create_operator,
@@ -39,6 +31,15 @@ from portal.domain.actors import Actor
 from portal.domain.audit import record
 from portal.models import RIGHTS, ActorType, Location, Operator, Right, Role
 from portal.models.base import utcnow
+from portal.security.passwords import verify_password
+from portal.security.sessions import end_all_sessions
+from portal.security.totp import (
+    accept_totp,
+    decrypt_secret,
+    encrypt_secret,
+    new_recovery_codes,
+    new_secret,
+)
 
 ADMIN_RIGHT = "operators.admin"
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -257,7 +258,6 @@ def update_operator(session: Session, actor: Actor, op: Operator, *, name: str, 
 def deactivate_operator(session: Session, actor: Actor, op: Operator) -> int:
     """Switch an operator off: they cannot log in, and every session of theirs ends at once.
     Not oneself, and not the last active administrator. Returns the sessions ended."""
-    from portal.auth.sessions import end_all_sessions
 
     if not op.active:
         raise OperatorError(_("This operator is already inactive."))

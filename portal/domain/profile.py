@@ -16,7 +16,6 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from portal.auth.passwords import verify_password
 from portal.domain import DomainError
 from portal.domain.accounts import set_password
 from portal.domain.actors import Actor
@@ -34,6 +33,7 @@ from portal.models import (
     UsageReading,
     UsageTracker,
 )
+from portal.security.passwords import verify_password
 
 ADDRESS_FIELDS = ["street", "city", "postal_code", "country"]
 _PHONE = re.compile(r"^\+?[0-9]{6,15}$")

@@ -13,8 +13,14 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal.auth.passwords import verify_password
-from portal.auth.totp import (
+from portal.domain import DomainError
+from portal.domain.actors import Actor
+from portal.domain.audit import record
+from portal.models import AuthSession, CustomerLogin, LoginEvent
+from portal.models.base import utcnow
+from portal.security.passwords import verify_password
+from portal.security.sessions import end_all_sessions
+from portal.security.totp import (
     accept_totp,
     decrypt_secret,
     encrypt_secret,
@@ -22,11 +28,6 @@ from portal.auth.totp import (
     new_secret,
     provisioning_uri,
 )
-from portal.domain import DomainError
-from portal.domain.actors import Actor
-from portal.domain.audit import record
-from portal.models import AuthSession, CustomerLogin, LoginEvent
-from portal.models.base import utcnow
 
 RECENT_LOGINS = 20
 
@@ -117,7 +118,6 @@ def recent_logins(session: Session, login: CustomerLogin, limit: int = RECENT_LO
 
 def log_out_other_sessions(session: Session, login: CustomerLogin, keep: AuthSession | None, actor: Actor) -> int:
     """End every session of this login except the current one; returns how many ended."""
-    from portal.auth.sessions import end_all_sessions
 
     count = end_all_sessions(login, keep=keep)
     record(session, actor, "customer.logout_other_sessions", "customer_login", login.id,

@@ -14,7 +14,6 @@ from flask_login import current_user
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload, selectinload
 
-from portal.auth.sessions import active_sessions, current_auth_session, start_session
 from portal.documents import (
     document_for,
     invoice_supplier,
@@ -68,6 +67,7 @@ from portal.models import (
     ServiceState,
 )
 from portal.models.agreements import agreement_services
+from portal.security.sessions import active_sessions, current_auth_session, start_session
 from portal.selfcare import bp
 from portal.selfcare.forms import (
     AddressForm,

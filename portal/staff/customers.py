@@ -16,7 +16,6 @@ from sqlalchemy.orm import joinedload, selectinload
 from wtforms import BooleanField, SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from portal.auth.sessions import current_auth_session, start_impersonation
 from portal.domain import DomainError
 from portal.domain import customers as rules
 from portal.domain.payments import credited_expr, invoice_due
@@ -40,6 +39,7 @@ from portal.models import (
     Location,
     Payment,
 )
+from portal.security.sessions import current_auth_session, start_impersonation
 from portal.selfcare.forms import _int_or_none, choices
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, scoped_customer_or_404, wants_csv

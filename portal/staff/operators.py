@@ -133,7 +133,7 @@ def operator_new():
 
 
 def _operator_page(op: Operator, form: OperatorForm, status: int = 200, block: str | None = None):
-    from portal.auth.sessions import active_sessions
+    from portal.security.sessions import active_sessions
 
     return render("staff/operators/detail.html", block=block, status=status, op=op, form=form,
                   empty_form=EmptyForm(formdata=None), sessions=active_sessions(op),
@@ -285,7 +285,7 @@ def _security_page(status: int = 200, **bound):
     secret = rules.pending_secret(op)
     qr = None
     if secret:
-        from portal.auth.totp import provisioning_uri
+        from portal.security.totp import provisioning_uri
 
         qr = segno.make(provisioning_uri(secret, op.email, _issuer() + " staff"), error="m").svg_data_uri(scale=5,
                                                                                                         border=2)

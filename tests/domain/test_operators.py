@@ -8,13 +8,13 @@ import pyotp
 import pytest
 from sqlalchemy import select
 
-from portal.auth.totp import decrypt_secret
 from portal.domain import DomainError
 from portal.domain import operators as rules
 from portal.domain.accounts import ensure_admin_role, ensure_rights, valid_reset_token
 from portal.domain.actors import Actor
 from portal.models import AuditEntry, AuthSession, Face, Operator, Role
 from portal.models.base import utcnow
+from portal.security.totp import decrypt_secret
 from tests.factories import LocationFactory, OperatorFactory
 
 AGE = timedelta(days=3)

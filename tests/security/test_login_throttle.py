@@ -11,9 +11,9 @@ import pytest
 from limits.storage import storage_from_string
 from sqlalchemy import func, select
 
-from portal.auth import throttle
 from portal.extensions import limiter
 from portal.models import LoginEvent
+from portal.security import throttle
 from tests.conftest import PASSWORD
 from tests.factories import CustomerLoginFactory, OperatorFactory
 

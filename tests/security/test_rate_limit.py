@@ -176,8 +176,8 @@ def test_second_factor_is_limited_per_account_across_ips(make_client, face, prin
     """A known password must not let many IPs walk the 6-digit code space."""
     import pyotp
 
-    from portal.auth.totp import encrypt_secret, new_secret
     from portal.models.base import utcnow
+    from portal.security.totp import encrypt_secret, new_secret
 
     secret = new_secret()
     principal.totp_secret = encrypt_secret(secret)

@@ -6,10 +6,10 @@ from urllib.parse import quote, urlsplit
 import pyotp
 import pytest
 
-from portal.auth.totp import encrypt_secret, new_secret
 from portal.auth.views import safe_next
 from portal.models import Face
 from portal.models.base import utcnow
+from portal.security.totp import encrypt_secret, new_secret
 from tests.conftest import PASSWORD
 from tests.factories import CustomerLoginFactory, OperatorFactory
 

@@ -9,9 +9,9 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select, update
 
-from portal.auth.sessions import SESSION_KEY
 from portal.models import AuthSession
 from portal.models.base import utcnow
+from portal.security.sessions import SESSION_KEY
 from tests.conftest import PASSWORD
 from tests.factories import CustomerLoginFactory, OperatorFactory
 

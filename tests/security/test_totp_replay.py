@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from portal.auth.totp import accept_totp, encrypt_secret, new_secret
 from portal.domain import DomainError
 from portal.domain import operators as operator_rules
 from portal.domain import security as customer_rules
@@ -19,6 +18,7 @@ from portal.domain.actors import Actor
 from portal.extensions import db as _db
 from portal.models import CustomerLogin, Operator
 from portal.models.base import utcnow
+from portal.security.totp import accept_totp, encrypt_secret, new_secret
 from tests.conftest import PASSWORD
 from tests.factories import CustomerLoginFactory, OperatorFactory
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from portal.auth.passwords import verify_password
 from portal.models import (
     AuditEntry,
     AuthSession,
@@ -14,6 +13,7 @@ from portal.models import (
     Invoice,
     Language,
 )
+from portal.security.passwords import verify_password
 from tests.conftest import PASSWORD, login_customer
 from tests.selfcare.conftest import field_error, text
 

@@ -7,11 +7,11 @@ import pyotp
 import pytest
 from sqlalchemy import select
 
-from portal.auth.totp import decrypt_secret
 from portal.domain import DomainError, profile, security
 from portal.domain import customer_requests as rules
 from portal.domain.actors import Actor
 from portal.models import AuditEntry, ContactKind, RequestState
+from portal.security.totp import decrypt_secret
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import time
 import pyotp
 from sqlalchemy import func, select
 
-from portal.auth.totp import decrypt_secret
 from portal.models import AuditEntry, AuthSession, CustomerLogin
+from portal.security.totp import decrypt_secret
 from tests.conftest import PASSWORD, login_customer
 from tests.selfcare.conftest import field_error, text
 

@@ -433,7 +433,7 @@ def test_view_as_customer_read_only_with_banner_and_back(operator_client, novak,
     # Staff pages are not reachable as the customer.
     assert client.get("/staff/customers").status_code == 403
     # The view is not one of the customer's devices.
-    from portal.auth.sessions import active_sessions
+    from portal.security.sessions import active_sessions
 
     assert active_sessions(login) == []
     assert client.get("/security").status_code == 200

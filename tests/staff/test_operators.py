@@ -8,8 +8,8 @@ import pyotp
 import pytest
 from sqlalchemy import func, select
 
-from portal.auth.totp import decrypt_secret
 from portal.models import AuditEntry, Operator, Role
+from portal.security.totp import decrypt_secret
 from tests.conftest import login_operator
 from tests.factories import LocationFactory, OperatorFactory
 
@@ -156,8 +156,8 @@ def test_deactivate_ends_sessions_and_reactivate(admin_client, make_client, db):
 
 
 def test_reset_two_factor(admin_client, db):
-    from portal.auth.totp import encrypt_secret
     from portal.models.base import utcnow
+    from portal.security.totp import encrypt_secret
 
     op = OperatorFactory(totp_secret=encrypt_secret(pyotp.random_base32()), totp_enabled_at=utcnow(),
                          recovery_code_hashes=["x"])

@@ -12,8 +12,6 @@ import pyotp
 import pytest
 from sqlalchemy import func, select, update
 
-from portal.auth.sessions import SESSION_KEY, _hash
-from portal.auth.totp import encrypt_secret, new_recovery_codes, new_secret
 from portal.models import (
     AuditEntry,
     AuthSession,
@@ -24,6 +22,8 @@ from portal.models import (
     PasswordResetToken,
 )
 from portal.models.base import utcnow
+from portal.security.sessions import SESSION_KEY, _hash
+from portal.security.totp import encrypt_secret, new_recovery_codes, new_secret
 from tests.conftest import PASSWORD, login_customer, login_operator
 from tests.factories import CustomerLoginFactory, OperatorFactory
 
