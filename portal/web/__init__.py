@@ -8,23 +8,22 @@ from decimal import Decimal
 from functools import lru_cache
 
 from babel import Locale
-from flask import Flask, current_app, g, render_template, request, url_for
+from flask import Flask, g, render_template, request
 from flask_babel import (
     format_currency,
     format_date,
     format_datetime,
     format_decimal,
     get_locale,
-    get_translations,
 )
 from flask_babel import gettext as _
 from flask_babel import refresh as babel_refresh
 from flask_wtf.csrf import CSRFError
-from markupsafe import Markup, escape
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import HTTPException
 
 from portal.domain.wording import PAGE_DATE
+from portal.extensions import db
 from portal.web.htmx import is_htmx
 
 CSP = (
@@ -77,19 +76,7 @@ def money(amount, currency: str = "CZK") -> str:
 
 
 def _locale_id() -> str:
-    """str(get_locale()), remembered on the request's Babel context while its locale stays the
-    same object: lists format dozens of amounts and dates a page."""
-    try:
-        ctx = g._flask_babel
-    except (AttributeError, RuntimeError):
-        return str(get_locale() or "")
-    locale = getattr(ctx, "babel_locale", None)
-    cached = getattr(ctx, "portal_locale_id", None)
-    if locale is not None and cached is not None and cached[0] is locale:
-        return cached[1]
-    text = str(get_locale() or "")
-    ctx.portal_locale_id = (getattr(ctx, "babel_locale", None), text)
-    return text
+    return str(get_locale() or "")
 
 
 # Pages write a date one way per locale ("Dec 16, 2026", "16. 12. 2026"), never a second,
@@ -137,30 +124,12 @@ def _money_text(locale: str, currency: str, amount: Decimal, _signed: bool) -> s
     return _DIGIT_BEFORE_CODE.sub("\u00a0", _CODE_BEFORE_DIGIT.sub("\\1\u00a0", text))
 
 
-def _translations():
-    """flask_babel.get_translations(), remembered on the request's Babel context for as long
-    as its locale and domain stay the same objects (refresh() and force_locale() replace the
-    locale): templates call `_()` dozens of times a page, and each lookup through Flask-Babel
-    costs several context-local look-ups."""
-    try:
-        ctx = g._flask_babel
-    except (AttributeError, RuntimeError):
-        return get_translations()
-    locale = getattr(ctx, "babel_locale", None)
-    cached = getattr(ctx, "portal_translations", None)
-    if cached is not None and locale is not None and cached[0] is locale and cached[1] is getattr(ctx, "babel_domain", None):
-        return cached[2]
-    translations = get_translations()
-    ctx.portal_translations = (getattr(ctx, "babel_locale", None), getattr(ctx, "babel_domain", None), translations)
-    return translations
-
-
 def N_(message: str) -> str:
     """Marks a message for extraction; translated where it is shown."""
     return message
 
 
-# The state labels of badges and lists (msgids; translated per call, one look-up each).
+# The state labels of badges and lists: msgids, translated where shown (the tables macros).
 STATE_LABELS = {
     "ordered": N_("Ordered"), "active": N_("Active"), "blocked": N_("Blocked"), "cancelled": N_("Cancelled"),
     "draft": N_("Draft"), "issued": N_("Issued"), "paid": N_("Paid"), "unpaid": N_("Unpaid"),
@@ -173,90 +142,7 @@ STATE_LABELS = {
 }
 
 
-def _state_key(state) -> str:
-    value = getattr(state, "value", state)
-    return value if isinstance(value, str) else str(value)
-
-
-def state_label(state) -> Markup:
-    """The translated label of a state (a string or a StrEnum member); unknown states read as
-    their value with spaces, capitalised. What templates/_macros/tables.html exports."""
-    key = _state_key(state)
-    msgid = STATE_LABELS.get(key)
-    if msgid is None:
-        return escape(key.replace("_", " ").capitalize())
-    return escape(_translations().ugettext(msgid))
-
-
-def state_badge(state, label=None) -> Markup:
-    """<span class="badge badge-<value>">label</span>; the state's label unless one is given."""
-    return Markup('<span class="badge badge-%s">%s</span>') % (
-        _state_key(state), label if label else state_label(state))
-
-
-def invoice_badge(invoice, today: date) -> Markup:
-    """An invoice's payment state as a badge: paid, unpaid or overdue; credit notes and
-    cancelled invoices show their own state. What templates/selfcare/_labels.html exports."""
-    if _state_key(invoice.state) == "cancelled":
-        return state_badge("cancelled")
-    if _state_key(invoice.type) == "credit_note":
-        return state_badge("issued", escape(_translations().ugettext(N_("Credit note"))))
-    if invoice.amount_due <= 0:
-        return state_badge("paid")
-    return state_badge("overdue" if invoice.due_date < today else "unpaid")
-
-
-def _is_current(endpoint: str, current: str | None, request_endpoint: str) -> bool:
-    if current:
-        return current == endpoint
-    ep = request_endpoint
-    return (ep == endpoint or ep.startswith(endpoint + ".") or ep.startswith(endpoint + "_")
-            or (endpoint.endswith("s") and ep.startswith(endpoint[:-1] + "_")))
-
-
-def nav_menu(items, user=None, current=None) -> Markup:
-    """The nav list of templates/_macros/nav.html (which exports this): items are (endpoint,
-    label) or (endpoint, label, right); shown when the endpoint exists and, for operators,
-    they hold the right; the current one is marked (`current`, else by endpoint prefix)."""
-    views = current_app.view_functions
-    visible = tuple((item[0], item[1]) for item in items
-                    if item[0] in views and (len(item) < 3 or item[2] is None or user is None or not user.is_operator
-                                             or user.has_right(item[2])))
-    if not visible:
-        return Markup("")
-    # Every page renders the same few menus: remember each (its links and labels, the page
-    # it marks, the application root the links start from).
-    return _nav_markup(visible, current, request.endpoint or "", request.script_root)
-
-
-@lru_cache(maxsize=1024)
-def _nav_markup(visible: tuple, current: str | None, ep: str, _script_root: str) -> Markup:
-    rows = [Markup('\n    <li><a href="%s"%s>%s</a></li>') % (
-        url_for(endpoint), Markup(' aria-current="page"') if _is_current(endpoint, current, ep) else "", label)
-        for endpoint, label in visible]
-    return Markup('<ul class="nav-list">') + Markup("").join(rows) + Markup("\n  </ul>")
-
-
-@lru_cache(maxsize=256)
-def _static_url(filename: str, _script_root: str) -> str:
-    return url_for("static", filename=filename)
-
-
-def static_url(filename: str) -> str:
-    """url_for('static', filename=...) remembered: the layout links the same files on every page."""
-    return _static_url(filename, request.script_root)
-
-
 def init_web(app: Flask) -> None:
-    if "gettext" in app.jinja_env.globals:
-        # The same callables Flask-Babel installs, over the remembered translations.
-        app.jinja_env.install_gettext_callables(
-            gettext=lambda s: _translations().ugettext(s),
-            ngettext=lambda s, p, n: _translations().ungettext(s, p, n),
-            newstyle=True,
-            pgettext=lambda c, s: _translations().upgettext(c, s),
-            npgettext=lambda c, s, p, n: _translations().unpgettext(c, s, p, n),
-        )
     app.after_request(_security_headers)
 
     @app.before_request
@@ -286,8 +172,6 @@ def init_web(app: Flask) -> None:
 
     @app.errorhandler(500)
     def _server_error(e):
-        from portal.extensions import db
-
         db.session.rollback()
         return _error_page(500)
 
@@ -299,11 +183,8 @@ def init_web(app: Flask) -> None:
 
     # Globals (not a context processor): imported macros see them too.
     app.jinja_env.globals["has_endpoint"] = has_endpoint
-    app.jinja_env.globals["portal_state_label"] = state_label
-    app.jinja_env.globals["portal_state_badge"] = state_badge
-    app.jinja_env.globals["portal_invoice_badge"] = invoice_badge
-    app.jinja_env.globals["portal_nav_menu"] = nav_menu
-    app.jinja_env.globals["static_url"] = static_url
+    # The msgids of state labels (templates/_macros/tables.html translates them).
+    app.jinja_env.globals["state_labels"] = STATE_LABELS
 
     @app.context_processor
     def _globals():
