@@ -35,10 +35,7 @@ from portal.domain.payments import HALF_CENT
 from portal.extensions import db
 from portal.jobs import (
     enqueue_billing_run,
-    is_finished,
-    progress_of,
     reap_interrupted_jobs,
-    resume_job,
 )
 from portal.models import (
     BillingRun,
@@ -49,7 +46,6 @@ from portal.models import (
     InvoiceState,
     InvoiceType,
     Job,
-    JobState,
     PaymentAllocation,
 )
 from portal.staff import bp
@@ -57,6 +53,7 @@ from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import in_operator_locations, requires
 from portal.web.forms import choices
 from portal.web.htmx import render
+from portal.web.jobs import job_status, resume_step
 from portal.web.pagination import Page, page_number, paginate
 
 PER_PAGE = 50
@@ -252,12 +249,13 @@ def _run_view(run_id: int) -> dict:
     run = db.session.get(BillingRun, run_id)
     if run is None:
         abort(404)
-    job = db.session.get(Job, run.job_id) if run.job_id else None
-    progress = progress_of(job) if job is not None else None
-    finished = run.state in (BillingRunState.DONE, BillingRunState.FAILED) or (job is not None and is_finished(job))
-    failed = run.state == BillingRunState.FAILED or (job is not None and job.state == JobState.FAILED)
+    status = job_status(db.session.get(Job, run.job_id) if run.job_id else None)
+    job = status["job"]
+    # The run's own state counts too: a run without a job, or failed by itself, is finished.
+    status["finished"] = run.state in (BillingRunState.DONE, BillingRunState.FAILED) or status["finished"]
+    status["failed"] = run.state == BillingRunState.FAILED or status["failed"]
     error = run.error or (job.error if job is not None else "")
-    return {"run": run, "job": job, "progress": progress, "finished": finished, "failed": failed, "error": error}
+    return {"run": run, **status, "error": error}
 
 
 @bp.get("/billing/runs/<int:run_id>")
@@ -279,14 +277,8 @@ def billing_run_resume(run_id: int):
     job = db.session.get(Job, run.job_id) if run is not None and run.job_id else None
     if job is None:
         abort(404)
-    try:
-        resume_job(job, actor=operator_actor())
-    except DomainError as exc:
-        db.session.rollback()
-        flash(str(exc), "danger")
-    else:
-        flash(_("Billing run %(id)s was resumed.", id=run_id), "success")
-    return redirect(url_for("staff.billing_run", run_id=run_id))
+    return resume_step(job, actor=operator_actor(), resumed=_("Billing run %(id)s was resumed.", id=run_id),
+                       page=lambda _job: url_for("staff.billing_run", run_id=run_id))
 
 
 # ---------------------------------------------------------------- invoices

@@ -33,10 +33,6 @@ from portal.domain.dunning import (
 from portal.extensions import db
 from portal.jobs import (
     enqueue_dunning_run,
-    is_finished,
-    progress_of,
-    reap_interrupted_jobs,
-    resume_job,
 )
 from portal.models import (
     BlockingException,
@@ -46,7 +42,6 @@ from portal.models import (
     DocumentKind,
     ExceptionKind,
     Job,
-    JobState,
     Reminder,
 )
 from portal.staff import bp
@@ -55,6 +50,7 @@ from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import in_operator_locations, requires
 from portal.web.forms import choices
 from portal.web.htmx import render
+from portal.web.jobs import job_or_404, job_status, resume_step
 from portal.web.pagination import page_number, paginate
 
 PER_PAGE = 50
@@ -204,12 +200,8 @@ def dunning_job(job_id: int):
     """A dunning run's progress (HTMX polls the status block every second) and result."""
     if not _scope_allows_run():
         abort(403)
-    reap_interrupted_jobs()
-    job = db.session.get(Job, job_id)
-    if job is None or job.kind != "dunning_run":
-        abort(404)
-    return render("staff/dunning/job.html", block="job_status", job=job, progress=progress_of(job),
-                  finished=is_finished(job), failed=job.state == JobState.FAILED, result=job.result or {})
+    job = job_or_404(job_id, "dunning_run")
+    return render("staff/dunning/job.html", block="job_status", **job_status(job), result=job.result or {})
 
 
 @bp.post("/dunning/runs/<int:job_id>/resume")
@@ -221,14 +213,8 @@ def dunning_job_resume(job_id: int):
     job = db.session.get(Job, job_id)
     if job is None or job.kind != "dunning_run":
         abort(404)
-    try:
-        new = resume_job(job, actor=operator_actor())
-    except DomainError as exc:
-        db.session.rollback()
-        flash(str(exc), "danger")
-        return redirect(url_for("staff.dunning_job", job_id=job_id))
-    flash(_("The dunning run was resumed."), "success")
-    return redirect(url_for("staff.dunning_job", job_id=new.id))
+    return resume_step(job, actor=operator_actor(), resumed=_("The dunning run was resumed."),
+                       page=lambda j: url_for("staff.dunning_job", job_id=j.id))
 
 
 # ---------------------------------------------------------------- exceptions

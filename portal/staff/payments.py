@@ -35,10 +35,6 @@ from portal.domain.statements import MAX_FILE_SIZE, check_statement
 from portal.extensions import db
 from portal.jobs import (
     enqueue_statement_import,
-    is_finished,
-    progress_of,
-    reap_interrupted_jobs,
-    resume_job,
 )
 from portal.models import (
     AuditEntry,
@@ -59,6 +55,7 @@ from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import in_operator_locations, requires
 from portal.web.forms import choices
 from portal.web.htmx import is_htmx, render
+from portal.web.jobs import job_or_404, job_status, resume_step
 from portal.web.pagination import page_number, paginate
 
 PER_PAGE = 50
@@ -394,18 +391,14 @@ def statement_import_job(job_id: int):
     """An import's progress (HTMX polls the status block every second); once done, its summary."""
     if current_user.location_ids is not None:
         abort(403)
-    reap_interrupted_jobs()
-    job = db.session.get(Job, job_id)
-    if job is None or job.kind != "statement_import":
-        abort(404)
+    job = job_or_404(job_id, "statement_import")
     import_id = (job.result or {}).get("statement_import_id") if job.state == JobState.DONE else None
     if import_id is not None:
         target = url_for("staff.statement_import", import_id=import_id)
         if is_htmx():
             return "", 204, {"HX-Redirect": target}
         return redirect(target)
-    return render("staff/payments/import_job.html", block="job_status", job=job, progress=progress_of(job),
-                  finished=is_finished(job), failed=job.state == JobState.FAILED,
+    return render("staff/payments/import_job.html", block="job_status", **job_status(job),
                   file_name=(job.params or {}).get("file_name", ""))
 
 
@@ -418,14 +411,8 @@ def statement_import_job_resume(job_id: int):
     job = db.session.get(Job, job_id)
     if job is None or job.kind != "statement_import":
         abort(404)
-    try:
-        new = resume_job(job, actor=operator_actor())
-    except DomainError as exc:
-        db.session.rollback()
-        flash(str(exc), "danger")
-        return redirect(url_for("staff.statement_import_job", job_id=job_id))
-    flash(_("The import was resumed."), "success")
-    return redirect(url_for("staff.statement_import_job", job_id=new.id))
+    return resume_step(job, actor=operator_actor(), resumed=_("The import was resumed."),
+                       page=lambda j: url_for("staff.statement_import_job", job_id=j.id))
 
 
 def _recent_imports() -> list[StatementImport]:
