@@ -7,6 +7,7 @@ from flask import current_app, redirect, request, url_for
 from flask_login import current_user
 
 from portal.auth import bp
+from portal.domain.operators import needs_enrolment
 
 # What such an operator may still reach: the enrolment page itself, logging in and out,
 # static files.
@@ -19,8 +20,6 @@ def _operator_must_enrol():
         return None
     if not current_user.is_authenticated or not current_user.is_operator:
         return None
-    from portal.domain.operators import needs_enrolment
-
     if not needs_enrolment(current_user, current_app.config):
         return None
     target = url_for("staff.security")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import abort, current_app, flash, redirect, request, url_for
+from flask import abort, current_app, request, url_for
 from flask_babel import _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -23,7 +23,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
-from portal.domain import DomainError
+from portal.documents import send_document
 from portal.domain import agreements as rules
 from portal.domain.bulk import search_key
 from portal.extensions import db
@@ -40,7 +40,8 @@ from portal.models import (
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, scoped_customer_or_404, wants_csv
 from portal.web.access import in_operator_locations, requires
-from portal.web.forms import choices, field_error, int_or_none
+from portal.web.actions import carry_out, saved
+from portal.web.forms import choices, field_error, int_or_none, validated
 from portal.web.htmx import render
 from portal.web.pagination import page_number, paginate
 
@@ -212,14 +213,11 @@ def agreement_issue(agreement_id: int):
     form = IssueForm()
     if not form.validate():
         return _detail(agreement, status=422, issue_error=" ".join(form.csrf_token.errors) or _("Try again."))
-    try:
-        rules.issue_agreement(db.session, agreement, actor=operator_actor())
-    except DomainError as exc:
-        db.session.rollback()
-        return _detail(scoped_agreement_or_404(agreement_id), status=422, issue_error=str(exc))
-    db.session.commit()
-    flash(_("Agreement %(number)s is issued.", number=agreement.number), "success")
-    return redirect(url_for("staff.agreement_detail", agreement_id=agreement_id))
+    return carry_out(
+        lambda: rules.issue_agreement(db.session, agreement, actor=operator_actor()),
+        refused=lambda exc: _detail(scoped_agreement_or_404(agreement_id), status=422, issue_error=str(exc)),
+        done=lambda _result: saved(_("Agreement %(number)s is issued.", number=agreement.number),
+                                   url_for("staff.agreement_detail", agreement_id=agreement_id)))
 
 
 @bp.post("/agreements/<int:agreement_id>/invalidate")
@@ -229,17 +227,12 @@ def agreement_invalidate(agreement_id: int):
     form = InvalidateForm()
     if not form.validate():
         return _detail(agreement, status=422, invalidate=form)
-    try:
-        rules.invalidate_agreement(db.session, agreement, actor=operator_actor(), note=form.note.data)
-    except DomainError as exc:
-        db.session.rollback()
-        form = InvalidateForm()
-        form.validate()
-        field_error(form, exc)
-        return _detail(scoped_agreement_or_404(agreement_id), status=422, invalidate=form)
-    db.session.commit()
-    flash(_("The agreement is marked invalid."), "success")
-    return redirect(url_for("staff.agreement_detail", agreement_id=agreement_id))
+    return carry_out(
+        lambda: rules.invalidate_agreement(db.session, agreement, actor=operator_actor(), note=form.note.data),
+        refused=lambda exc: _detail(scoped_agreement_or_404(agreement_id), status=422,
+                                    invalidate=field_error(validated(InvalidateForm()), exc)),
+        done=lambda _result: saved(_("The agreement is marked invalid."),
+                                   url_for("staff.agreement_detail", agreement_id=agreement_id)))
 
 
 @bp.post("/agreements/<int:agreement_id>/accept")
@@ -249,17 +242,12 @@ def agreement_accept(agreement_id: int):
     form = AcceptForm()
     if not form.validate():
         return _detail(agreement, status=422, accept=form)
-    try:
-        rules.accept_by_staff(db.session, agreement, operator_actor=operator_actor(), note=form.note.data or "")
-    except DomainError as exc:
-        db.session.rollback()
-        form = AcceptForm()
-        form.validate()
-        field_error(form, exc)
-        return _detail(scoped_agreement_or_404(agreement_id), status=422, accept=form)
-    db.session.commit()
-    flash(_("The signed copy is recorded: the agreement is accepted."), "success")
-    return redirect(url_for("staff.agreement_detail", agreement_id=agreement_id))
+    return carry_out(
+        lambda: rules.accept_by_staff(db.session, agreement, operator_actor=operator_actor(), note=form.note.data or ""),
+        refused=lambda exc: _detail(scoped_agreement_or_404(agreement_id), status=422,
+                                    accept=field_error(validated(AcceptForm()), exc)),
+        done=lambda _result: saved(_("The signed copy is recorded: the agreement is accepted."),
+                                   url_for("staff.agreement_detail", agreement_id=agreement_id)))
 
 
 @bp.get("/agreements/<int:agreement_id>/pdf")
@@ -267,8 +255,6 @@ def agreement_accept(agreement_id: int):
 def agreement_pdf(agreement_id: int):
     """The agreement's current PDF, or an older version with ?version=N (stored, never
     re-rendered here: what was issued is what is served)."""
-    from portal.documents import send_document
-
     agreement = scoped_agreement_or_404(agreement_id)
     version = request.args.get("version", type=int)
     stmt = select(StoredDocument).where(StoredDocument.owner_type == "agreement",
@@ -336,20 +322,19 @@ def agreement_new(customer_id: int):
         valid = False
     if not valid:
         return render("staff/agreements/new.html", status=422, customer=customer, form=form)
-    try:
-        agreement = rules.create_agreement(db.session, atype, customer, chosen, actor=operator_actor(),
-                                           valid_from=form.valid_from.data, parent=parent,
-                                           summary=form.summary.data or "")
-    except DomainError as exc:
-        db.session.rollback()
+    def refused(exc):
         customer = scoped_customer_or_404(customer_id)
-        form, ctx = _new_form(customer, request.form)
-        form.validate()
-        field_error(form, exc)
-        return render("staff/agreements/new.html", status=422, customer=customer, form=form)
-    db.session.commit()
-    flash(_("The draft agreement is created; issue it to number it and make the PDF."), "success")
-    return redirect(url_for("staff.agreement_detail", agreement_id=agreement.id))
+        form, _ctx = _new_form(customer, request.form)
+        return render("staff/agreements/new.html", status=422, customer=customer,
+                      form=field_error(validated(form), exc))
+
+    return carry_out(
+        lambda: rules.create_agreement(db.session, atype, customer, chosen, actor=operator_actor(),
+                                       valid_from=form.valid_from.data, parent=parent,
+                                       summary=form.summary.data or ""),
+        refused=refused,
+        done=lambda agreement: saved(_("The draft agreement is created; issue it to number it and make the PDF."),
+                                     url_for("staff.agreement_detail", agreement_id=agreement.id)))
 
 
 # -- agreement types ---------------------------------------------------------------------------
@@ -387,20 +372,17 @@ def agreement_type_edit(type_id: int):
     form = _type_form(atype, request.form)
     if not form.validate():
         return render("staff/agreements/type_edit.html", status=422, atype=atype, form=form)
-    try:
-        rules.update_agreement_type(
+    def refused(exc):
+        atype = db.session.get(AgreementType, type_id)
+        return render("staff/agreements/type_edit.html", status=422, atype=atype,
+                      form=field_error(validated(_type_form(atype, request.form)), exc))
+
+    return carry_out(
+        lambda: rules.update_agreement_type(
             db.session, atype, actor=operator_actor(), name=form.name.data, template=form.template.data,
             number_format=form.number_format.data, remind_days=form.remind_days.data,
             block_days=form.block_days.data, requires_confirmation=form.requires_confirmation.data,
             templates=_templates(),
-        )
-    except DomainError as exc:
-        db.session.rollback()
-        atype = db.session.get(AgreementType, type_id)
-        form = _type_form(atype, request.form)
-        form.validate()
-        field_error(form, exc)
-        return render("staff/agreements/type_edit.html", status=422, atype=atype, form=form)
-    db.session.commit()
-    flash(_("The agreement type is saved."), "success")
-    return redirect(url_for("staff.agreement_types"))
+        ),
+        refused=refused,
+        done=lambda _result: saved(_("The agreement type is saved."), url_for("staff.agreement_types")))

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from flask import abort, current_app, request, url_for
 from flask_babel import lazy_gettext as _l
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import or_, select
 from wtforms import DateField, IntegerField, SelectField, StringField
@@ -106,8 +107,6 @@ def _csv_rows(stmt):
 @bp.get("/audit")
 @requires(RIGHT)
 def audit():
-    from flask_login import current_user
-
     form = AuditFilterForm(request.args)
     _actor_choices(form)
     status = 200
@@ -170,8 +169,6 @@ def record_url(entity_type: str, entity_id: int | None) -> str | None:
 @bp.get("/audit/<int:entry_id>")
 @requires(RIGHT)
 def audit_entry(entry_id: int):
-    from flask_login import current_user
-
     if not 0 < entry_id <= MAX_ID:
         abort(404)
     entry = db.session.scalar(_scoped(select(AuditEntry).where(AuditEntry.id == entry_id), current_user.location_ids))

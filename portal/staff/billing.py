@@ -51,7 +51,8 @@ from portal.models import (
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import in_operator_locations, requires
-from portal.web.forms import choices
+from portal.web.actions import carry_out, saved
+from portal.web.forms import choices, field_error
 from portal.web.htmx import render
 from portal.web.jobs import job_status, resume_step
 from portal.web.pagination import Page, page_number, paginate
@@ -137,14 +138,6 @@ def _scoped_invoice_or_404(invoice_id: int, *options) -> Invoice:
     return invoice
 
 
-def _form_error(form: FlaskForm, exc: DomainError, default_field: str | None = None) -> None:
-    name = exc.field if exc.field and exc.field in form._fields else default_field
-    if name and name in form._fields:
-        form[name].errors = [*form[name].errors, str(exc)]
-    else:
-        form.form_errors.append(str(exc))
-
-
 def _list_page(items: list, page: int, per_page: int) -> Page:
     start = (page - 1) * per_page
     return Page(items=items[start:start + per_page], page=page, per_page=per_page, total=len(items))
@@ -168,7 +161,7 @@ def billing():
         try:
             preview = preview_billing(db.session, form.period.data or "")
         except DomainError as exc:
-            _form_error(form, exc, "period")
+            field_error(form, exc, "period")
             status = 422
         else:
             customers = _list_page(preview.per_customer, page_number(request.args.get("page")), PREVIEW_PER_PAGE)
@@ -218,7 +211,7 @@ def billing_run_start():
                                       location_ids=current_user.location_ids, issue_date=form.issue_date.data)
         except DomainError as exc:
             db.session.rollback()
-            _form_error(form, exc, "period")
+            field_error(form, exc, "period")
         else:
             run_id = run.id
             enqueue_billing_run(run, actor=operator_actor())  # commits; runs inline with an immediate queue
@@ -375,25 +368,27 @@ def invoice_pdf(invoice_id: int):
     return send_document(doc)
 
 
+def _invoice_refused(invoice: Invoice | int, **forms):
+    """The invoice page again with a form's errors (loaded anew after a rollback)."""
+    if isinstance(invoice, int):
+        invoice = _load_detail(invoice)
+    return render("staff/billing/invoice_detail.html", status=422, **_detail_context(invoice, **forms))
+
+
 @bp.post("/billing/invoices/<int:invoice_id>/credit-note")
 @requires("billing.run")
 def invoice_credit_note(invoice_id: int):
     invoice = _load_detail(invoice_id)
     form = CreditNoteForm()
     form.lines.choices = choices((ln.id, str(ln.position)) for ln in invoice.lines)
-    if form.validate_on_submit():
-        try:
-            note = issue_credit_note(db.session, invoice, actor=operator_actor(), reason=form.reason.data,
-                                     line_ids=form.lines.data or None)
-        except DomainError as exc:
-            db.session.rollback()
-            invoice = _load_detail(invoice_id)
-            _form_error(form, exc, "lines")
-        else:
-            db.session.commit()
-            flash(_("Credit note %(number)s was issued.", number=note.number), "success")
-            return redirect(url_for("staff.invoice_detail", invoice_id=invoice_id))
-    return render("staff/billing/invoice_detail.html", status=422, **_detail_context(invoice, credit_form=form))
+    if not form.validate_on_submit():
+        return _invoice_refused(invoice, credit_form=form)
+    return carry_out(
+        lambda: issue_credit_note(db.session, invoice, actor=operator_actor(), reason=form.reason.data,
+                                  line_ids=form.lines.data or None),
+        refused=lambda exc: _invoice_refused(invoice_id, credit_form=field_error(form, exc, "lines")),
+        done=lambda note: saved(_("Credit note %(number)s was issued.", number=note.number),
+                                url_for("staff.invoice_detail", invoice_id=invoice_id)))
 
 
 @bp.post("/billing/invoices/<int:invoice_id>/cancel")
@@ -401,19 +396,14 @@ def invoice_credit_note(invoice_id: int):
 def invoice_cancel(invoice_id: int):
     invoice = _load_detail(invoice_id)
     form = CancelForm()
-    if form.validate_on_submit():
-        try:
-            note = cancel_invoice(db.session, invoice, actor=operator_actor(), reason=form.cancel_reason.data)
-        except DomainError as exc:
-            db.session.rollback()
-            invoice = _load_detail(invoice_id)
-            _form_error(form, exc, "cancel_reason")
-        else:
-            db.session.commit()
-            flash(_("Invoice %(number)s was cancelled.", number=invoice.number)
-                  + (" " + _("Credit note %(number)s was issued.", number=note.number) if note else ""), "success")
-            return redirect(url_for("staff.invoice_detail", invoice_id=invoice_id))
-    return render("staff/billing/invoice_detail.html", status=422, **_detail_context(invoice, cancel_form=form))
+    if not form.validate_on_submit():
+        return _invoice_refused(invoice, cancel_form=form)
+    return carry_out(
+        lambda: cancel_invoice(db.session, invoice, actor=operator_actor(), reason=form.cancel_reason.data),
+        refused=lambda exc: _invoice_refused(invoice_id, cancel_form=field_error(form, exc, "cancel_reason")),
+        done=lambda note: saved(_("Invoice %(number)s was cancelled.", number=invoice.number)
+                                + (" " + _("Credit note %(number)s was issued.", number=note.number) if note else ""),
+                                url_for("staff.invoice_detail", invoice_id=invoice_id)))
 
 
 @bp.post("/billing/invoices/<int:invoice_id>/send")
@@ -422,15 +412,9 @@ def invoice_send(invoice_id: int):
     invoice = _load_detail(invoice_id)
     form = SendForm()
     if form.validate_on_submit():
-        try:
-            row = send_invoice(db.session, invoice, actor=operator_actor(), to=form.to.data)
-        except DomainError as exc:
-            db.session.rollback()
-            invoice = _load_detail(invoice_id)
-            _form_error(form, exc, "to")
-        else:
-            to = row.to
-            db.session.commit()
-            flash(_("Invoice %(number)s was sent to %(to)s.", number=invoice.number, to=to), "success")
-            return redirect(url_for("staff.invoice_detail", invoice_id=invoice_id))
-    return render("staff/billing/invoice_detail.html", status=422, **_detail_context(invoice, send_form=form))
+        return carry_out(
+            lambda: send_invoice(db.session, invoice, actor=operator_actor(), to=form.to.data),
+            refused=lambda exc: _invoice_refused(invoice_id, send_form=field_error(form, exc, "to")),
+            done=lambda row: saved(_("Invoice %(number)s was sent to %(to)s.", number=invoice.number, to=row.to),
+                                   url_for("staff.invoice_detail", invoice_id=invoice_id)))
+    return _invoice_refused(invoice, send_form=form)

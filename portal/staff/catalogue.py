@@ -35,8 +35,9 @@ from portal.models import (
 )
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, scoped_customer_or_404, wants_csv
-from portal.staff.operators import done, get_or_404
+from portal.staff.operators import get_or_404
 from portal.web.access import in_operator_locations, requires
+from portal.web.actions import carry_out, saved
 from portal.web.forms import MultiCheckboxField, choices, field_error, int_or_none
 from portal.web.htmx import render
 from portal.web.pagination import page_number, paginate
@@ -185,16 +186,12 @@ def _save_group(group: ServiceGroup | None):
     if request.method == "GET":
         return _group_page(form, group)
     if form.validate():
-        try:
-            saved = rules.save_group(db.session, operator_actor(), group, name=form.name.data, kind=form.kind.data,
-                                     position=form.position.data or 0)
-        except DomainError as exc:
-            db.session.rollback()
-            field_error(form, exc)
-        else:
-            db.session.commit()
-            flash(_("Group “%(name)s” saved.", name=saved.name), "success")
-            return done(url_for("staff.catalogue", _anchor="groups"))
+        return carry_out(
+            lambda: rules.save_group(db.session, operator_actor(), group, name=form.name.data, kind=form.kind.data,
+                                     position=form.position.data or 0),
+            refused=lambda exc: _group_page(field_error(form, exc), group, status=422),
+            done=lambda result: saved(_("Group “%(name)s” saved.", name=result.name),
+                                      url_for("staff.catalogue", _anchor="groups"), htmx_form=True))
     return _group_page(form, group, status=422)
 
 
@@ -270,15 +267,13 @@ def catalogue_definition_new():
         form.valid_from.data = _today()
         return _definition_page(None, form, None)
     if form.validate():
-        try:
-            definition = rules.create_definition(db.session, operator_actor(), _definition_input(form))
-        except DomainError as exc:
-            db.session.rollback()
-            field_error(form, exc)
-        else:
-            db.session.commit()
-            flash(_("Service “%(code)s” created.", code=definition.code), "success")
-            return done(url_for("staff.catalogue_definition", definition_id=definition.id))
+        return carry_out(
+            lambda: rules.create_definition(db.session, operator_actor(), _definition_input(form)),
+            refused=lambda exc: _definition_page(None, field_error(form, exc), None, status=422,
+                                                 block="definition_form"),
+            done=lambda definition: saved(_("Service “%(code)s” created.", code=definition.code),
+                                          url_for("staff.catalogue_definition", definition_id=definition.id),
+                                          htmx_form=True))
     return _definition_page(None, form, None, status=422, block="definition_form")
 
 
@@ -295,15 +290,13 @@ def catalogue_definition(definition_id: int):
     _definition_choices(form, definition)
     del form.price  # the price changes from a date: see catalogue_price_change
     if form.validate():
-        try:
-            changes = rules.update_definition(db.session, operator_actor(), definition, _definition_input(form))
-        except DomainError as exc:
-            db.session.rollback()
-            field_error(form, exc)
-        else:
-            db.session.commit()
-            flash(_("Saved.") if changes else _("Nothing changed."), "success")
-            return done(url_for("staff.catalogue_definition", definition_id=definition.id))
+        return carry_out(
+            lambda: rules.update_definition(db.session, operator_actor(), definition, _definition_input(form)),
+            refused=lambda exc: _definition_page(definition, field_error(form, exc), PriceChangeForm(formdata=None),
+                                                 status=422, block="definition_form"),
+            done=lambda changes: saved(_("Saved.") if changes else _("Nothing changed."),
+                                       url_for("staff.catalogue_definition", definition_id=definition.id),
+                                       htmx_form=True))
     return _definition_page(definition, form, PriceChangeForm(formdata=None), status=422, block="definition_form")
 
 
@@ -313,18 +306,16 @@ def catalogue_price_change(definition_id: int):
     definition = get_or_404(ServiceDefinition, definition_id)
     form = PriceChangeForm()
     if form.validate():
-        try:
-            change = rules.schedule_price_change(db.session, operator_actor(), definition,
-                                                 new_price=_number_text(form.new_price.data),
-                                                 effective_from=form.effective_from.data, note=form.note.data or "",
-                                                 today=_today())
-        except DomainError as exc:
-            db.session.rollback()
-            field_error(form, exc)
-        else:
-            db.session.commit()
-            flash(_("The new price applies from %(day)s.", day=change.effective_from.isoformat()), "success")
-            return done(url_for("staff.catalogue_definition", definition_id=definition.id, _anchor="prices"))
+        return carry_out(
+            lambda: rules.schedule_price_change(db.session, operator_actor(), definition,
+                                                new_price=_number_text(form.new_price.data),
+                                                effective_from=form.effective_from.data, note=form.note.data or "",
+                                                today=_today()),
+            refused=lambda exc: _definition_page(definition, _edit_form(definition), field_error(form, exc),
+                                                 status=422, block="price_form_block"),
+            done=lambda change: saved(_("The new price applies from %(day)s.", day=change.effective_from.isoformat()),
+                                      url_for("staff.catalogue_definition", definition_id=definition.id,
+                                              _anchor="prices"), htmx_form=True))
     return _definition_page(definition, _edit_form(definition), form, status=422, block="price_form_block")
 
 
@@ -366,15 +357,12 @@ def _save_plan(plan: BillingPlan | None):
         return render("staff/catalogue/plan.html", form=form, plan=plan)
     form = PlanForm()
     if form.validate():
-        try:
-            saved = rules.save_billing_plan(db.session, operator_actor(), plan, _plan_input(form))
-        except DomainError as exc:
-            db.session.rollback()
-            field_error(form, exc)
-        else:
-            db.session.commit()
-            flash(_("Billing plan “%(name)s” saved.", name=saved.name), "success")
-            return done(url_for("staff.catalogue", _anchor="plans"))
+        return carry_out(
+            lambda: rules.save_billing_plan(db.session, operator_actor(), plan, _plan_input(form)),
+            refused=lambda exc: render("staff/catalogue/plan.html", block="plan_form", status=422,
+                                       form=field_error(form, exc), plan=plan),
+            done=lambda result: saved(_("Billing plan “%(name)s” saved.", name=result.name),
+                                      url_for("staff.catalogue", _anchor="plans"), htmx_form=True))
     return render("staff/catalogue/plan.html", block="plan_form", status=422, form=form, plan=plan)
 
 
@@ -459,15 +447,13 @@ def catalogue_discount_new():
                 valid_to=form.valid_to.data, min_commitment_months=form.min_commitment_months.data,
                 shown_on_invoice=form.shown_on_invoice.data,
             )
-            try:
-                discount = rules.create_discount(db.session, operator_actor(), data, customer)
-            except DomainError as exc:
-                db.session.rollback()
-                field_error(form, exc)
-            else:
-                db.session.commit()
-                flash(_("Discount “%(name)s” created.", name=discount.name), "success")
-                return done(url_for("staff.catalogue_discount", discount_id=discount.id))
+            return carry_out(
+                lambda: rules.create_discount(db.session, operator_actor(), data, customer),
+                refused=lambda exc: render("staff/catalogue/discount.html", block="discount_form", status=422,
+                                           form=field_error(form, exc), discount=None),
+                done=lambda discount: saved(_("Discount “%(name)s” created.", name=discount.name),
+                                            url_for("staff.catalogue_discount", discount_id=discount.id),
+                                            htmx_form=True))
     return render("staff/catalogue/discount.html", block="discount_form", status=422, form=form, discount=None)
 
 
@@ -490,15 +476,15 @@ def catalogue_discount(discount_id: int):
                       customer=customer)
     form = DiscountEditForm()
     if form.validate():
-        try:
-            changes = rules.update_discount(db.session, operator_actor(), discount, name=form.name.data,
-                                            valid_to=form.valid_to.data, shown_on_invoice=form.shown_on_invoice.data)
-        except DomainError as exc:
-            db.session.rollback()
-            field_error(form, exc)
-        else:
-            db.session.commit()
-            flash(_("Saved.") if changes else _("Nothing changed."), "success")
-            return done(url_for("staff.catalogue_discount", discount_id=discount.id))
+        return carry_out(
+            lambda: rules.update_discount(db.session, operator_actor(), discount, name=form.name.data,
+                                          valid_to=form.valid_to.data, shown_on_invoice=form.shown_on_invoice.data),
+            refused=lambda exc: _discount_page(field_error(form, exc), discount, customer),
+            done=lambda changes: saved(_("Saved.") if changes else _("Nothing changed."),
+                                       url_for("staff.catalogue_discount", discount_id=discount.id), htmx_form=True))
+    return _discount_page(form, discount, customer)
+
+
+def _discount_page(form, discount: Discount, customer):
     return render("staff/catalogue/discount.html", block="discount_form", status=422, form=form, discount=discount,
                   customer=customer)

@@ -48,7 +48,7 @@ from portal.staff import bp
 from portal.staff.billing import clean_text
 from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import in_operator_locations, requires
-from portal.web.forms import choices
+from portal.web.forms import choices, field_error
 from portal.web.htmx import render
 from portal.web.jobs import job_or_404, job_status, resume_step
 from portal.web.pagination import page_number, paginate
@@ -96,14 +96,6 @@ class ReminderFilterForm(FlaskForm):
 
     customer = StringField(_l("Customer number"), validators=[Optional(), Length(max=20)])
     level = StringField(_l("Level"), validators=[Optional(), Length(max=3)])
-
-
-def _form_error(form: FlaskForm, exc, field: str | None = None) -> None:
-    name = getattr(exc, "field", None) if getattr(exc, "field", None) in form._fields else field
-    if name and name in form._fields:
-        form[name].errors = [*form[name].errors, str(exc)]
-    else:
-        form.form_errors.append(str(exc))
 
 
 def _scope_allows_run() -> bool:
@@ -256,11 +248,11 @@ def dunning_exception_add():
         customer = db.session.scalar(in_operator_locations(
             select(Customer).where(Customer.customer_number == form.customer.data.strip()), Customer.location_id))
         if customer is None:
-            _form_error(form, _("No customer has the number %(number)s.", number=form.customer.data), "customer")
+            field_error(form, _("No customer has the number %(number)s.", number=form.customer.data), "customer")
         elif form.kind.data == ExceptionKind.POSTPONE.value and form.until.data is None:
-            _form_error(form, _("Choose the date until which blocking waits."), "until")
+            field_error(form, _("Choose the date until which blocking waits."), "until")
         elif form.kind.data == ExceptionKind.NEVER_BLOCK.value and form.until.data is not None:
-            _form_error(form, _("\"Never block\" has no end date: revoke it when it should end, or postpone "
+            field_error(form, _("\"Never block\" has no end date: revoke it when it should end, or postpone "
                                 "blocking until a date instead."), "until")
         else:
             try:
@@ -271,7 +263,7 @@ def dunning_exception_add():
                     exempt_from_blocking(db.session, customer, reason=form.reason.data, actor=operator_actor())
             except DomainError as exc:
                 db.session.rollback()
-                _form_error(form, exc, "reason")
+                field_error(form, exc, "reason")
             else:
                 db.session.commit()
                 flash(_("The exception for %(number)s was recorded.", number=customer.customer_number), "success")

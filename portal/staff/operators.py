@@ -18,11 +18,14 @@ from portal.domain import operators as rules
 from portal.extensions import db
 from portal.mail import send_email
 from portal.models import RIGHTS, Location, Operator, Role
+from portal.security.sessions import active_sessions
+from portal.security.totp import provisioning_uri
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import operator_required, requires
+from portal.web.actions import carry_out, refused, saved, see_other
 from portal.web.forms import MultiCheckboxField, choices, field_error
-from portal.web.htmx import is_htmx, render
+from portal.web.htmx import render
 
 RIGHT = "operators.admin"
 
@@ -32,14 +35,6 @@ def get_or_404(model, ident: int):
     if not 0 < ident <= 2**31 - 1:
         abort(404)
     return db.get_or_404(model, ident)
-
-
-def done(url: str):
-    """After a saved form: a redirect, or for an htmx-submitted form an HX-Redirect (htmx
-    would otherwise swap the next page into the form)."""
-    if is_htmx():
-        return "", 204, {"HX-Redirect": url}
-    return redirect(url)
 
 
 # ---------------------------------------------------------------------------------- forms
@@ -127,14 +122,12 @@ def operator_new():
                 db.session.commit()
                 flash(_("Operator %(email)s created.", email=op.email)
                       + (" " + _("They have been e-mailed a link to choose a password.") if token else ""), "success")
-                return done(url_for("staff.operator_detail", operator_id=op.id))
+                return see_other(url_for("staff.operator_detail", operator_id=op.id))
         return render("staff/operators/new.html", block="operator_form", status=422, form=form)
     return render("staff/operators/new.html", form=form)
 
 
 def _operator_page(op: Operator, form: OperatorForm, status: int = 200, block: str | None = None):
-    from portal.security.sessions import active_sessions
-
     return render("staff/operators/detail.html", block=block, status=status, op=op, form=form,
                   empty_form=EmptyForm(formdata=None), sessions=active_sessions(op),
                   is_self=op.id == current_user.id)
@@ -153,17 +146,13 @@ def operator_detail(operator_id: int):
     form = OperatorForm()
     _access_choices(form)
     if form.validate():
-        try:
-            changes = rules.update_operator(db.session, operator_actor(), op, name=form.name.data,
-                                            role_ids=form.role_ids.data or [],
-                                            location_ids=form.location_ids.data or [])
-        except DomainError as exc:
-            db.session.rollback()
-            field_error(form, exc)
-        else:
-            db.session.commit()
-            flash(_("Saved.") if changes else _("Nothing changed."), "success")
-            return done(url_for("staff.operator_detail", operator_id=op.id))
+        return carry_out(
+            lambda: rules.update_operator(db.session, operator_actor(), op, name=form.name.data,
+                                          role_ids=form.role_ids.data or [],
+                                          location_ids=form.location_ids.data or []),
+            refused=lambda exc: _operator_page(op, field_error(form, exc), status=422, block="operator_form"),
+            done=lambda changes: saved(_("Saved.") if changes else _("Nothing changed."),
+                                       url_for("staff.operator_detail", operator_id=op.id), htmx_form=True))
     return _operator_page(op, form, status=422, block="operator_form")
 
 
@@ -171,15 +160,8 @@ def _operator_action(operator_id: int, apply, message: str):
     op = get_or_404(Operator, operator_id)
     if not EmptyForm().validate():
         abort(400)
-    try:
-        apply(op)
-    except DomainError as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-    else:
-        db.session.commit()
-        flash(message, "success")
-    return redirect(url_for("staff.operator_detail", operator_id=operator_id))
+    page = url_for("staff.operator_detail", operator_id=operator_id)
+    return carry_out(lambda: apply(op), refused=lambda exc: refused(exc, page), done=lambda _result: saved(message, page))
 
 
 @bp.post("/operators/<int:operator_id>/deactivate")
@@ -231,16 +213,12 @@ def _save_role(role: Role | None):
         return _role_page(form, role)
     form = RoleForm()
     if form.validate():
-        try:
-            saved = rules.save_role(db.session, operator_actor(), role, name=form.name.data,
-                                    right_codes=form.rights.data or [])
-        except DomainError as exc:
-            db.session.rollback()
-            field_error(form, exc)
-        else:
-            db.session.commit()
-            flash(_("Role “%(name)s” saved.", name=saved.name), "success")
-            return done(url_for("staff.operator_roles"))
+        return carry_out(
+            lambda: rules.save_role(db.session, operator_actor(), role, name=form.name.data,
+                                    right_codes=form.rights.data or []),
+            refused=lambda exc: _role_page(field_error(form, exc), role, status=422, block="role_form"),
+            done=lambda result: saved(_("Role “%(name)s” saved.", name=result.name), url_for("staff.operator_roles"),
+                                      htmx_form=True))
     return _role_page(form, role, status=422, block="role_form")
 
 
@@ -263,15 +241,9 @@ def operator_role_delete(role_id: int):
     if not EmptyForm().validate():
         abort(400)
     name = role.name
-    try:
-        rules.delete_role(db.session, operator_actor(), role)
-    except DomainError as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("staff.operator_role", role_id=role_id))
-    db.session.commit()
-    flash(_("Role “%(name)s” deleted.", name=name), "success")
-    return redirect(url_for("staff.operator_roles"))
+    return carry_out(lambda: rules.delete_role(db.session, operator_actor(), role),
+                     refused=lambda exc: refused(exc, url_for("staff.operator_role", role_id=role_id)),
+                     done=lambda _result: saved(_("Role “%(name)s” deleted.", name=name), url_for("staff.operator_roles")))
 
 
 # ----------------------------------------------------------- the operator's own second factor
@@ -285,8 +257,6 @@ def _security_page(status: int = 200, **bound):
     secret = rules.pending_secret(op)
     qr = None
     if secret:
-        from portal.security.totp import provisioning_uri
-
         qr = segno.make(provisioning_uri(secret, op.email, _issuer() + " staff"), error="m").svg_data_uri(scale=5,
                                                                                                         border=2)
     return render(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from flask import abort, flash, redirect, request, url_for
+from flask import abort, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -53,7 +53,8 @@ from portal.staff import bp
 from portal.staff.billing import clean_text
 from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import in_operator_locations, requires
-from portal.web.forms import choices
+from portal.web.actions import carry_out, saved
+from portal.web.forms import choices, field_error
 from portal.web.htmx import is_htmx, render
 from portal.web.jobs import job_or_404, job_status, resume_step
 from portal.web.pagination import page_number, paginate
@@ -138,14 +139,6 @@ def _invoice_by_number(number: str) -> Invoice | None:
     stmt = in_operator_locations(select(Invoice).where(Invoice.number == (number or "").strip()),
                                  Invoice.location_id)
     return db.session.scalar(stmt)
-
-
-def _form_error(form: FlaskForm, exc: DomainError | str, field: str | None = None) -> None:
-    name = getattr(exc, "field", None) if getattr(exc, "field", None) in form._fields else field
-    if name and name in form._fields:
-        form[name].errors = [*form[name].errors, str(exc)]
-    else:
-        form.form_errors.append(str(exc))
 
 
 def _filtered(form: PaymentFilterForm, stmt):
@@ -233,18 +226,15 @@ def payment_assign(payment_id: int):
     if form.validate_on_submit():
         customer = _customer_by_number(form.customer.data)
         if customer is None:
-            _form_error(form, _("No customer has the number %(number)s.", number=form.customer.data), "customer")
+            field_error(form, _("No customer has the number %(number)s.", number=form.customer.data), "customer")
         else:
-            try:
-                assign_customer(db.session, payment, customer, actor=operator_actor())
-            except DomainError as exc:
-                db.session.rollback()
-                payment = _payment_or_404(payment_id)
-                _form_error(form, exc, "customer")
-            else:
-                db.session.commit()
-                flash(_("The payment was assigned to %(customer)s.", customer=customer.customer_number), "success")
-                return redirect(url_for("staff.payment_detail", payment_id=payment_id))
+            return carry_out(
+                lambda: assign_customer(db.session, payment, customer, actor=operator_actor()),
+                refused=lambda exc: _detail(_payment_or_404(payment_id), 422,
+                                            assign_form=field_error(form, exc, "customer")),
+                done=lambda _result: saved(_("The payment was assigned to %(customer)s.",
+                                             customer=customer.customer_number),
+                                           url_for("staff.payment_detail", payment_id=payment_id)))
     return _detail(payment, 422, assign_form=form)
 
 
@@ -256,19 +246,15 @@ def payment_allocate(payment_id: int):
     if form.validate_on_submit():
         invoice = _invoice_by_number(form.invoice.data)
         if invoice is None:
-            _form_error(form, _("No invoice has the number %(number)s.", number=form.invoice.data), "invoice")
+            field_error(form, _("No invoice has the number %(number)s.", number=form.invoice.data), "invoice")
         else:
-            try:
-                allocate(db.session, payment, invoice, (form.amount.data or "").replace(",", ".").replace(" ", ""),
-                         actor=operator_actor())
-            except DomainError as exc:
-                db.session.rollback()
-                payment = _payment_or_404(payment_id)
-                _form_error(form, exc, "amount")
-            else:
-                db.session.commit()
-                flash(_("The payment was paired with invoice %(number)s.", number=invoice.number), "success")
-                return redirect(url_for("staff.payment_detail", payment_id=payment_id))
+            return carry_out(
+                lambda: allocate(db.session, payment, invoice,
+                                 (form.amount.data or "").replace(",", ".").replace(" ", ""), actor=operator_actor()),
+                refused=lambda exc: _detail(_payment_or_404(payment_id), 422,
+                                            allocate_form=field_error(form, exc, "amount")),
+                done=lambda _result: saved(_("The payment was paired with invoice %(number)s.", number=invoice.number),
+                                           url_for("staff.payment_detail", payment_id=payment_id)))
     return _detail(payment, 422, allocate_form=form)
 
 
@@ -283,18 +269,14 @@ def payment_unpair(payment_id: int):
         if raw:
             allocation = db.session.get(PaymentAllocation, int(raw)) if raw.isdigit() else None
             if allocation is None or allocation.payment_id != payment.id:
-                _form_error(form, _("This allocation does not belong to the payment."), "allocation")
+                field_error(form, _("This allocation does not belong to the payment."), "allocation")
                 return _detail(payment, 422, unpair_form=form)
-        try:
-            unpair(db.session, payment, actor=operator_actor(), allocation=allocation)
-        except DomainError as exc:
-            db.session.rollback()
-            payment = _payment_or_404(payment_id)
-            _form_error(form, exc, "allocation")
-        else:
-            db.session.commit()
-            flash(_("The payment was unpaired."), "success")
-            return redirect(url_for("staff.payment_detail", payment_id=payment_id))
+        return carry_out(
+            lambda: unpair(db.session, payment, actor=operator_actor(), allocation=allocation),
+            refused=lambda exc: _detail(_payment_or_404(payment_id), 422,
+                                        unpair_form=field_error(form, exc, "allocation")),
+            done=lambda _result: saved(_("The payment was unpaired."),
+                                       url_for("staff.payment_detail", payment_id=payment_id)))
     return _detail(payment, 422, unpair_form=form)
 
 
@@ -314,23 +296,20 @@ def payment_new():
         if number:
             customer = _customer_by_number(number)
             if customer is None:
-                _form_error(form, _("No customer has the number %(number)s.", number=number), "customer")
+                field_error(form, _("No customer has the number %(number)s.", number=number), "customer")
         elif current_user.location_ids is not None:
-            _form_error(form, _("Name the customer: you work with some locations only."), "customer")
+            field_error(form, _("Name the customer: you work with some locations only."), "customer")
         if not form.errors and not form.form_errors:
-            try:
-                payment = record_payment(
+            return carry_out(
+                lambda: record_payment(
                     db.session, amount=(form.amount.data or "").replace(",", ".").replace(" ", ""),
                     currency=form.currency.data, received_on=form.received_on.data, actor=operator_actor(),
                     variable_symbol=form.variable_symbol.data, source=PaymentSource(form.source.data),
-                    customer=customer, message=form.message.data or "")
-            except DomainError as exc:
-                db.session.rollback()
-                _form_error(form, exc, "amount")
-            else:
-                db.session.commit()
-                flash(_("The payment was recorded."), "success")
-                return redirect(url_for("staff.payment_detail", payment_id=payment.id))
+                    customer=customer, message=form.message.data or ""),
+                refused=lambda exc: render("staff/payments/new.html", status=422,
+                                           form=field_error(form, exc, "amount")),
+                done=lambda payment: saved(_("The payment was recorded."),
+                                           url_for("staff.payment_detail", payment_id=payment.id)))
     return render("staff/payments/new.html", status=422, form=form)
 
 

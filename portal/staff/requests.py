@@ -16,7 +16,7 @@ from wtforms.widgets import HiddenInput
 from portal.domain import DomainError
 from portal.domain import customer_requests as rules
 from portal.extensions import db
-from portal.models import CustomerRequest, RequestKind, RequestState
+from portal.models import CustomerRequest, RequestKind, RequestState, ServiceDefinition
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import requires
@@ -179,8 +179,6 @@ def _detail(req: CustomerRequest, *, status: int = 200, block: str | None = None
     _assign_choices(req, assign_form)
     target = None
     if req.kind == RequestKind.PLAN_CHANGE and isinstance(req.payload.get("target_definition_id"), int):
-        from portal.models import ServiceDefinition
-
         target = db.session.get(ServiceDefinition, req.payload["target_definition_id"])
     return render(
         "staff/requests/detail.html", block=block, status=status, req=req,

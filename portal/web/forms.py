@@ -29,13 +29,27 @@ def int_or_none(value):
         return None
 
 
-def field_error(form, exc) -> None:
-    """Put a rule's refusal (a DomainError naming its field) next to that field, or above the form."""
-    target = getattr(form, exc.field, None) if exc.field else None
-    if target is not None and hasattr(target, "errors"):
-        target.errors = [*target.errors, str(exc)]
-    else:
-        form.form_errors.append(str(exc))
+def field_error(form, exc, default_field: str | None = None):
+    """Put a rule's refusal next to the field it names (next to `default_field` when it names
+    none of this form's), else above the form; a refusal listing several fields (`errors`)
+    puts each message in its place. Returns the form, so a refusal can be shown in one
+    expression: `refused=lambda exc: page(field_error(form, exc), status=422)`."""
+    errors = getattr(exc, "errors", None) or {getattr(exc, "field", None): str(exc)}
+    for name, message in errors.items():
+        if name not in form._fields:
+            name = default_field
+        if name and name in form._fields:
+            form[name].errors = [*(form[name].errors or []), message]
+        else:
+            form.form_errors.append(message)
+    return form
+
+
+def validated(form):
+    """The form with its checks run (a form built again after a rollback shows its own
+    messages beside the rule's refusal). Returns the form."""
+    form.validate()
+    return form
 
 
 class MultiCheckboxField(SelectMultipleField):
