@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from flask import abort, flash, redirect, request, url_for
+from flask import abort, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -15,7 +15,6 @@ from sqlalchemy.orm import aliased, selectinload
 from wtforms import BooleanField, DateField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
-from portal.domain import DomainError
 from portal.domain import catalogue as rules
 from portal.extensions import db
 from portal.models import (
@@ -37,7 +36,7 @@ from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, scoped_customer_or_404, wants_csv
 from portal.staff.operators import get_or_404
 from portal.web.access import in_operator_locations, requires
-from portal.web.actions import carry_out, saved
+from portal.web.actions import carry_out, refused, saved
 from portal.web.forms import MultiCheckboxField, choices, field_error, int_or_none
 from portal.web.htmx import render
 from portal.web.pagination import page_number, paginate
@@ -327,15 +326,10 @@ def catalogue_price_cancel(definition_id: int, change_id: int):
         abort(404)
     if not EmptyForm().validate():
         abort(400)
-    try:
-        rules.cancel_price_change(db.session, operator_actor(), change, today=_today())
-    except DomainError as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("staff.catalogue_definition", definition_id=definition_id, _anchor="prices"))
-    db.session.commit()
-    flash(_("The price change was withdrawn."), "success")
-    return redirect(url_for("staff.catalogue_definition", definition_id=definition_id, _anchor="prices"))
+    prices = url_for("staff.catalogue_definition", definition_id=definition_id, _anchor="prices")
+    return carry_out(lambda: rules.cancel_price_change(db.session, operator_actor(), change, today=_today()),
+                     refused=lambda exc: refused(exc, prices),
+                     done=lambda _result: saved(_("The price change was withdrawn."), prices))
 
 
 # --------------------------------------------------------------------------- billing plans

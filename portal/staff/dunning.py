@@ -48,6 +48,7 @@ from portal.staff import bp
 from portal.staff.billing import clean_text
 from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import in_operator_locations, requires
+from portal.web.actions import carry_out, saved
 from portal.web.forms import choices, field_error
 from portal.web.htmx import render
 from portal.web.jobs import job_or_404, job_status, resume_step
@@ -255,19 +256,14 @@ def dunning_exception_add():
             field_error(form, _("\"Never block\" has no end date: revoke it when it should end, or postpone "
                                 "blocking until a date instead."), "until")
         else:
-            try:
-                if form.kind.data == ExceptionKind.POSTPONE.value:
-                    postpone_blocking(db.session, customer, until=form.until.data, reason=form.reason.data,
-                                      actor=operator_actor())
-                else:
-                    exempt_from_blocking(db.session, customer, reason=form.reason.data, actor=operator_actor())
-            except DomainError as exc:
-                db.session.rollback()
-                field_error(form, exc, "reason")
-            else:
-                db.session.commit()
-                flash(_("The exception for %(number)s was recorded.", number=customer.customer_number), "success")
-                return redirect(url_for("staff.dunning_exceptions"))
+            postpone = form.kind.data == ExceptionKind.POSTPONE.value
+            return carry_out(
+                lambda: postpone_blocking(db.session, customer, until=form.until.data, reason=form.reason.data,
+                                          actor=operator_actor()) if postpone
+                else exempt_from_blocking(db.session, customer, reason=form.reason.data, actor=operator_actor()),
+                refused=lambda exc: _exceptions_page(field_error(form, exc, "reason"), 422),
+                done=lambda _result: saved(_("The exception for %(number)s was recorded.",
+                                             number=customer.customer_number), url_for("staff.dunning_exceptions")))
     return _exceptions_page(form, 422)
 
 
@@ -277,16 +273,10 @@ def dunning_exception_revoke(exception_id: int):
     exc = db.session.scalars(_exceptions_stmt().where(BlockingException.id == exception_id)).first()
     if exc is None:
         abort(404)
-    try:
-        revoke_exception(db.session, exc, actor=operator_actor())
-    except DomainError as error:
-        db.session.rollback()
-        form = ExceptionForm(formdata=None)
-        form.form_errors.append(str(error))
-        return _exceptions_page(form, 422)
-    db.session.commit()
-    flash(_("The exception was revoked."), "success")
-    return redirect(url_for("staff.dunning_exceptions"))
+    return carry_out(
+        lambda: revoke_exception(db.session, exc, actor=operator_actor()),
+        refused=lambda error: _exceptions_page(field_error(ExceptionForm(formdata=None), str(error)), 422),
+        done=lambda _result: saved(_("The exception was revoked."), url_for("staff.dunning_exceptions")))
 
 
 # ---------------------------------------------------------------- reminders

@@ -20,6 +20,7 @@ from portal.models import CustomerRequest, RequestKind, RequestState, ServiceDef
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import requires
+from portal.web.actions import carry_out
 from portal.web.forms import choices, field_error
 from portal.web.htmx import is_htmx, render
 from portal.web.pagination import page_number, paginate
@@ -211,14 +212,11 @@ def request_assign(request_id: int):
     form = AssignForm()
     _assign_choices(req, form)
     if form.validate():
-        try:
-            rules.assign(db.session, req, form.assignee_id.data, operator_actor())
-        except DomainError as exc:
-            db.session.rollback()
-            req = _request_or_404(request_id)
-            field_error(form, exc)
-        else:
-            return _done(req, _("The request is assigned.") if form.assignee_id.data else _("The request is unassigned."))
+        return carry_out(
+            lambda: rules.assign(db.session, req, form.assignee_id.data, operator_actor()),
+            refused=lambda exc: _detail(_request_or_404(request_id), status=422, assign_form=field_error(form, exc)),
+            done=lambda _result: _done(req, _("The request is assigned.") if form.assignee_id.data
+                                       else _("The request is unassigned.")))
     return _detail(req, status=422, assign_form=form)
 
 
@@ -254,14 +252,10 @@ def request_state(request_id: int):
     form = StateForm()
     if form.validate():
         action = form.action.data
-        try:
-            rules.change_state(db.session, req, action, operator_actor(), text=form.text.data or "")
-        except DomainError as exc:
-            db.session.rollback()
-            req = _request_or_404(request_id)
-            field_error(form, exc)
-        else:
-            return _done(req, _("The request is now: %(state)s.", state=STATE_LABELS[req.state]))
+        return carry_out(
+            lambda: rules.change_state(db.session, req, action, operator_actor(), text=form.text.data or ""),
+            refused=lambda exc: _detail(_request_or_404(request_id), status=422, state_form=field_error(form, exc)),
+            done=lambda _result: _done(req, _("The request is now: %(state)s.", state=STATE_LABELS[req.state])))
     return _detail(req, status=422, state_form=form)
 
 

@@ -51,7 +51,8 @@ from portal.models.agreements import agreement_services
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, scoped_customer_or_404, wants_csv
 from portal.web.access import in_operator_locations, requires
-from portal.web.forms import choices, int_or_none
+from portal.web.actions import carry_out, saved
+from portal.web.forms import choices, int_or_none, validated
 from portal.web.htmx import is_htmx, render
 from portal.web.pagination import page_number, paginate
 
@@ -447,24 +448,22 @@ def service_order(customer_id: int):
     if definition is None:
         form.definition.errors = [*form.definition.errors, _("Choose a tariff.")]
         return render("staff/services/order.html", status=422, customer=customer, form=form)
-    try:
-        service = lc.order_service(
+    def refused(exc):
+        form = validated(_order_form(request.form))
+        _field_error(form, exc)
+        return render("staff/services/order.html", status=422, customer=scoped_customer_or_404(customer_id), form=form)
+
+    return carry_out(
+        lambda: lc.order_service(
             db.session, customer, definition, actor=operator_actor(), ordered_on=form.ordered_on.data,
             price_override=form.price_override.data, installation_street=form.installation_street.data or "",
             installation_city=form.installation_city.data or "",
             installation_postal_code=form.installation_postal_code.data or "",
             variable_symbol=form.variable_symbol.data or None, reason=form.reason.data or "",
-        )
-    except DomainError as exc:
-        db.session.rollback()
-        customer = scoped_customer_or_404(customer_id)
-        form = _order_form(request.form)
-        form.validate()
-        _field_error(form, exc)
-        return render("staff/services/order.html", status=422, customer=customer, form=form)
-    db.session.commit()
-    flash(_("The service is ordered."), "success")
-    return redirect(url_for("staff.service_detail", service_id=service.id))
+        ),
+        refused=refused,
+        done=lambda service: saved(_("The service is ordered."),
+                                   url_for("staff.service_detail", service_id=service.id)))
 
 
 # -- bulk --------------------------------------------------------------------------------------
