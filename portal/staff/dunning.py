@@ -41,7 +41,6 @@ from portal.models import (
     DebtRecoveryCase,
     DocumentKind,
     ExceptionKind,
-    Job,
     Reminder,
 )
 from portal.staff import bp
@@ -203,9 +202,7 @@ def dunning_job_resume(job_id: int):
     """Run an interrupted dunning run again: reminders already sent are not sent twice."""
     if not _scope_allows_run():
         abort(403)
-    job = db.session.get(Job, job_id)
-    if job is None or job.kind != "dunning_run":
-        abort(404)
+    job = job_or_404(job_id, "dunning_run", reap=False)
     return resume_step(job, actor=operator_actor(), resumed=_("The dunning run was resumed."),
                        page=lambda j: url_for("staff.dunning_job", job_id=j.id))
 

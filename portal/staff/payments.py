@@ -41,7 +41,6 @@ from portal.models import (
     Currency,
     Customer,
     Invoice,
-    Job,
     JobState,
     Payment,
     PaymentAllocation,
@@ -387,9 +386,7 @@ def statement_import_job_resume(job_id: int):
     """Import again the statement an interrupted job was importing (nothing of it was kept)."""
     if current_user.location_ids is not None:
         abort(403)
-    job = db.session.get(Job, job_id)
-    if job is None or job.kind != "statement_import":
-        abort(404)
+    job = job_or_404(job_id, "statement_import", reap=False)
     return resume_step(job, actor=operator_actor(), resumed=_("The import was resumed."),
                        page=lambda j: url_for("staff.statement_import_job", job_id=j.id))
 

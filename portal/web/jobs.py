@@ -13,10 +13,11 @@ from portal.jobs import is_finished, progress_of, reap_interrupted_jobs, resume_
 from portal.models import Job, JobState
 
 
-def job_or_404(job_id: int, kind: str) -> Job:
-    """The job with this id and kind, else 404. Jobs whose lease expired are marked
-    interrupted first, so the page stops waiting for a worker that is gone."""
-    reap_interrupted_jobs()
+def job_or_404(job_id: int, kind: str, *, reap: bool = True) -> Job:
+    """The job with this id and kind, else 404. For its page (`reap`), jobs whose lease
+    expired are marked interrupted first, so the page stops waiting for a worker that is gone."""
+    if reap:
+        reap_interrupted_jobs()
     job = db.session.get(Job, job_id)
     if job is None or job.kind != kind:
         abort(404)
