@@ -22,6 +22,7 @@ from portal.domain.money import (
     to_decimal,
 )
 from portal.domain.numbering import format_number, reserve_numbers
+from portal.domain.payments import settle_credit_note
 from portal.models import (
     Invoice,
     InvoiceLine,
@@ -81,7 +82,7 @@ def issue_credit_note(session: Session, invoice: Invoice, *, actor: Actor, reaso
     quantities and amounts, VAT rows summed from its lines (so a full credit note cancels
     the invoice to the cent), the invoice's parties and variable symbol, issue date =
     taxable supply date = due date = `issue_date` (default today). The payments rules then
-    settle it against the invoice (payments.settle_credit_note, when present). Flushes; the
+    settle it against the invoice (payments.settle_credit_note). Flushes; the
     caller commits."""
     reason = (reason or "").strip()
     if not reason:
@@ -150,13 +151,8 @@ def issue_credit_note(session: Session, invoice: Invoice, *, actor: Actor, reaso
         "lines": [ln.position for ln in chosen], "gross": note.gross_total,
     }, customer_id=invoice.customer_id)
     # The payments rules decide what the credit does to the invoice's allocations (release
-    # an overpayment to customer credit…). Written by another part of the portal: skipped
-    # when not installed.
-    try:
-        from portal.domain.payments import settle_credit_note
-    except (ImportError, AttributeError):
-        settle_credit_note = None
-    if settle_credit_note is not None and note.gross_total < 0:
+    # an overpayment to customer credit…).
+    if note.gross_total < 0:
         settle_credit_note(session, note, actor=actor, on=issue_date)
     return note
 

@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from types import SimpleNamespace
 
 from sqlalchemy import func, insert, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -39,6 +40,7 @@ from portal.domain.money import (
     to_decimal,
 )
 from portal.domain.numbering import reserve_numbers
+from portal.domain.payments import apply_customer_credit
 from portal.models import (
     BillingRun,
     BillingRunState,
@@ -48,6 +50,8 @@ from portal.models import (
     InvoiceState,
     InvoiceType,
     InvoiceVat,
+    Job,
+    JobState,
     Payment,
     PaymentState,
 )
@@ -194,14 +198,9 @@ def drafts_in_order(numbered: list[tuple]) -> list[_InvoiceDraft]:
 
 def _apply_credit(session: Session, customer_ids: list[int], *, actor: Actor, on: date) -> None:
     """Customer credit (overpayments) is allocated to the new invoices at once. The payments
-    rules own that (portal.domain.payments.apply_customer_credit, written by another part of
-    the portal); when that module or function is not there, the run simply skips it. Only
-    customers holding credit (an overpaid payment with money left) are asked, which spares
-    a query per customer on a large run."""
-    try:
-        from portal.domain.payments import apply_customer_credit
-    except (ImportError, AttributeError):  # payments rules not installed: nothing to apply
-        return
+    rules own that (portal.domain.payments.apply_customer_credit). Only customers holding
+    credit (an overpaid payment with money left) are asked, which spares a query per
+    customer on a large run."""
     with_credit = session.scalars(
         select(Payment.customer_id).where(Payment.customer_id.in_(customer_ids),
                                           Payment.state == PaymentState.OVERPAID, Payment.unallocated > 0)
@@ -301,8 +300,6 @@ def run_billing(session: Session, period_start: str | date, *, actor: Actor, iss
 
 def _run_so_far(session: Session, run_id: int) -> tuple[list, int]:
     """What a run has committed, as drafts for _finish: its invoices and its new charges."""
-    from types import SimpleNamespace
-
     invoices = session.scalars(select(Invoice).where(Invoice.billing_run_id == run_id,
                                                      Invoice.type == InvoiceType.INVOICE)).all()
     drafts = [SimpleNamespace(currency=i.currency, customer=SimpleNamespace(id=i.customer_id),
@@ -349,8 +346,6 @@ def request_billing_run(session: Session, period: str | date, *, actor: Actor, l
         raise BillingRunRefused("A billing run bills every location; only an operator without location limits "
                                 "may start one.")
     ms, me = _month(period)
-    from portal.models import Job, JobState
-
     waiting = session.scalar(
         select(BillingRun.id)
         .outerjoin(Job, Job.id == BillingRun.job_id)

@@ -1,12 +1,16 @@
 """Sending an invoice or credit note by e-mail with its PDF (`send_invoice`)."""
 from __future__ import annotations
 
+from flask_babel import force_locale
+from flask_babel import gettext as _
 from sqlalchemy.orm import Session
 
+from portal.documents import document_for, kind_for, read_document
 from portal.domain import audit
 from portal.domain.actors import Actor
 from portal.domain.billing.errors import InvoiceNotSent
 from portal.domain.recipients import billing_email
+from portal.mail import send_email
 from portal.models import (
     Invoice,
     InvoiceState,
@@ -19,12 +23,6 @@ def send_invoice(session: Session, invoice: Invoice, *, actor: Actor, to: str | 
     language, to `to` or else the customer's billing address (the one dunning writes to).
     Refused for a cancelled invoice and without an address. The e-mail goes through the
     outbox (an OutboundEmail row); audited. Returns the OutboundEmail."""
-    from flask_babel import force_locale
-    from flask_babel import gettext as _
-
-    from portal.documents import document_for, kind_for, read_document
-    from portal.mail import send_email
-
     if invoice.state == InvoiceState.CANCELLED:
         raise InvoiceNotSent(f"Invoice {invoice.number} is cancelled; it is not sent again.")
     customer = invoice.customer
