@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
 
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -86,31 +87,33 @@ def issue_credit_note(session: Session, invoice: Invoice, *, actor: Actor, reaso
     caller commits."""
     reason = (reason or "").strip()
     if not reason:
-        raise CreditNoteRefused("A credit note needs a reason.", field="reason")
+        raise CreditNoteRefused(_("A credit note needs a reason."), field="reason")
     if invoice.type == InvoiceType.CREDIT_NOTE:
-        raise CreditNoteRefused("A credit note cannot be credited.")
+        raise CreditNoteRefused(_("A credit note cannot be credited."))
     if invoice.state != InvoiceState.ISSUED:
-        raise CreditNoteRefused(f"Invoice {invoice.number} is cancelled; there is nothing to credit.")
+        raise CreditNoteRefused(_("Invoice %(number)s is cancelled; there is nothing to credit.",
+                                  number=invoice.number))
     issue_date = issue_date or date.today()
     remaining = _remaining_per_line(session, invoice)
     lines_by_id = {ln.id: ln for ln in invoice.lines}
     if line_ids is None:
         chosen = [ln for ln in invoice.lines if remaining[ln.id] != Amounts.zero()]
         if not chosen:
-            raise CreditNoteRefused(f"Invoice {invoice.number} is already fully credited.")
+            raise CreditNoteRefused(_("Invoice %(number)s is already fully credited.", number=invoice.number))
     else:
         wanted = list(dict.fromkeys(int(i) for i in line_ids))
         if not wanted:
-            raise CreditNoteRefused("Choose at least one line to credit.", field="lines")
+            raise CreditNoteRefused(_("Choose at least one line to credit."), field="lines")
         unknown = [i for i in wanted if i not in lines_by_id]
         if unknown:
-            raise CreditNoteRefused(f"Line(s) {', '.join(map(str, unknown))} are not on invoice {invoice.number}.",
-                                    field="lines")
+            raise CreditNoteRefused(_("Line(s) %(lines)s are not on invoice %(number)s.",
+                                      lines=", ".join(map(str, unknown)), number=invoice.number), field="lines")
         spent = [i for i in wanted if remaining[i] == Amounts.zero()]
         if spent:
             raise CreditNoteRefused(
-                f"Line(s) {', '.join(str(lines_by_id[i].position) for i in spent)} of invoice {invoice.number} "
-                "are already credited.", field="lines")
+                _("Line(s) %(lines)s of invoice %(number)s are already credited.",
+                  lines=", ".join(str(lines_by_id[i].position) for i in spent), number=invoice.number),
+                field="lines")
         chosen = sorted((lines_by_id[i] for i in wanted), key=lambda ln: ln.position)
 
     series = f"{invoice.series}{CREDIT_NOTE_SUFFIX}"
@@ -166,14 +169,15 @@ def cancel_invoice(session: Session, invoice: Invoice, *, actor: Actor, reason: 
     Flushes; the caller commits."""
     reason = (reason or "").strip()
     if not reason:
-        raise CancellationRefused("A cancellation needs a reason.", field="reason")
+        raise CancellationRefused(_("A cancellation needs a reason."), field="reason")
     if invoice.type == InvoiceType.CREDIT_NOTE:
-        raise CancellationRefused("A credit note cannot be cancelled.")
+        raise CancellationRefused(_("A credit note cannot be cancelled."))
     if invoice.state == InvoiceState.CANCELLED:
-        raise CancellationRefused(f"Invoice {invoice.number} is already cancelled.")
+        raise CancellationRefused(_("Invoice %(number)s is already cancelled.", number=invoice.number))
     if to_decimal(invoice.paid_amount) != 0:
         raise CancellationRefused(
-            f"Invoice {invoice.number} is (partly) paid and cannot be cancelled; issue a credit note instead.")
+            _("Invoice %(number)s is (partly) paid and cannot be cancelled; issue a credit note instead.",
+              number=invoice.number))
     remaining = _remaining_per_line(session, invoice)
     note = None
     if any(a != Amounts.zero() for a in remaining.values()):

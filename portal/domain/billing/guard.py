@@ -2,6 +2,7 @@
 (`protect_issued_invoices` installs it on every ORM session)."""
 from __future__ import annotations
 
+from flask_babel import gettext as _
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session
 
@@ -48,24 +49,26 @@ def _guard_invoices(session: Session, flush_context, instances) -> None:
                 elif attr.key in MUTABLE_INVOICE_FIELDS:
                     continue
                 raise InvoiceImmutable(
-                    f"Invoice {obj.number} is issued: its {attr.key} cannot change; issue a credit note.")
+                    _("Invoice %(number)s is issued: its %(field)s cannot change; issue a credit note.",
+                      number=obj.number, field=attr.key))
         elif isinstance(obj, (InvoiceLine, InvoiceVat)):
             st = inspect(obj)
             if st.persistent and any(_changed(st, a.key)[0] for a in st.mapper.column_attrs
                                      if a.key != "updated_at"):
-                raise InvoiceImmutable("The lines and VAT rows of an issued invoice cannot change; "
-                                       "issue a credit note.")
+                raise InvoiceImmutable(_("The lines and VAT rows of an issued invoice cannot change; "
+                                         "issue a credit note."))
     for obj in session.deleted:
         if isinstance(obj, (Invoice, InvoiceLine, InvoiceVat)):
-            raise InvoiceImmutable("Issued invoices, their lines and VAT rows are never deleted; "
-                                   "issue a credit note.")
+            raise InvoiceImmutable(_("Issued invoices, their lines and VAT rows are never deleted; "
+                                     "issue a credit note."))
     for obj in session.new:
         if isinstance(obj, (InvoiceLine, InvoiceVat)):
             inv = obj.invoice
             if inv is None and obj.invoice_id is not None:
                 inv = session.get(Invoice, obj.invoice_id)
             if inv is not None and inv not in session.new:
-                raise InvoiceImmutable(f"Invoice {inv.number} is issued: no line or VAT row can be added to it.")
+                raise InvoiceImmutable(_("Invoice %(number)s is issued: no line or VAT row can be added to it.",
+                                         number=inv.number))
 
 
 def protect_issued_invoices() -> bool:

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from flask_babel import gettext as _
+
 from portal.domain.billing.charges import ChargeDraft, _Catalog
 from portal.domain.billing.errors import NoBillingPlan, VariableSymbolClash
 from portal.domain.billing.loading import _Customer
@@ -56,7 +58,7 @@ def _group_invoices(charges: list[ChargeDraft], customers: dict[int, _Customer],
         cust = customers[c.customer_id]
         plan_id = c.billing_plan_id or cust.billing_plan_id or catalog.default_plan_id
         if plan_id is None:
-            raise NoBillingPlan("There is no billing plan to invoice under; create one first.")
+            raise NoBillingPlan(_("There is no billing plan to invoice under; create one first."))
         groups[(c.customer_id, plan_id, Currency(c.currency))].append(c)
     out = []
     for (cid, plan_id, currency), items in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
@@ -79,7 +81,8 @@ def variable_symbol(series: str, year: int, sequence: int) -> str:
     "261000123"). More than 10 digits cannot be paid by bank transfer: refused."""
     vs = f"{year % 100:02d}{''.join(ch for ch in series if ch.isdigit())}{sequence:06d}"
     if len(vs) > 10:
-        raise VariableSymbolClash(f"Series {series!r} gives a variable symbol longer than 10 digits ({vs}).")
+        raise VariableSymbolClash(_("Series %(series)s gives a variable symbol longer than 10 digits (%(vs)s).",
+                                    series=repr(series), vs=vs))
     return vs
 
 

@@ -6,6 +6,8 @@ import calendar
 import re
 from datetime import date
 
+from flask_babel import gettext as _
+
 from portal.domain.billing.errors import InvalidPeriod
 
 # ---------------------------------------------------------------- periods
@@ -19,10 +21,11 @@ def billing_period(text: str) -> tuple[date, date]:
     (2026-11-01, 2026-11-30)). Anything else is an `InvalidPeriod`."""
     m = _PERIOD_RE.match(text or "") if isinstance(text, str) else None
     if not m:
-        raise InvalidPeriod(f"A billing period is a month written YYYY-MM, not {text!r}.", field="period")
+        raise InvalidPeriod(_("A billing period is a month written YYYY-MM, not %(text)s.", text=repr(text)),
+                            field="period")
     year, month = int(m.group(1)), int(m.group(2))
     if not (1 <= month <= 12) or not (1900 <= year <= 9999):
-        raise InvalidPeriod(f"{text!r} is not a valid month.", field="period")
+        raise InvalidPeriod(_("%(text)s is not a valid month.", text=repr(text)), field="period")
     return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
 
 

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from types import SimpleNamespace
 
+from flask_babel import gettext as _
 from sqlalchemy import func, insert, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -108,15 +109,16 @@ def _issue(session: Session, drafts: list[_InvoiceDraft], catalog: _Catalog, *, 
     now = utcnow()
     symbols = [variable_symbol(series, year, seq) for _, series, seq in numbered]
     if len(set(symbols)) != len(symbols):
-        raise VariableSymbolClash("Two invoice series of this run give the same variable symbols; give the "
-                                  "billing plans' series distinct digits (e.g. FV and FV2).")
+        raise VariableSymbolClash(_("Two invoice series of this run give the same variable symbols; give the "
+                                    "billing plans' series distinct digits (e.g. FV and FV2)."))
     for chunk in _chunks(symbols, 5000):
         clash = session.execute(select(_invoice.c.number, _invoice.c.variable_symbol).where(
             _invoice.c.variable_symbol.in_(chunk), _invoice.c.type != InvoiceType.CREDIT_NOTE).limit(1)).first()
         if clash:
             raise VariableSymbolClash(
-                f"Variable symbol {clash.variable_symbol} is already used by invoice {clash.number}; give the "
-                "billing plans' series distinct digits (e.g. FV and FV2).")
+                _("Variable symbol %(vs)s is already used by invoice %(number)s; give the "
+                  "billing plans' series distinct digits (e.g. FV and FV2).",
+                  vs=clash.variable_symbol, number=clash.number))
 
     suppliers: dict[int, dict] = {}
     rows = []
@@ -236,7 +238,7 @@ def run_billing(session: Session, period_start: str | date, *, actor: Actor, iss
         # A failed run (its worker died or its batch failed) is carried on: its finished
         # batches stay, the rest is billed (see portal.jobs.resume_job).
         if run is None or run.state not in (BillingRunState.PREVIEWED, BillingRunState.FAILED):
-            raise BillingRunRefused(f"Billing run {run_id} is not waiting to be run.")
+            raise BillingRunRefused(_("Billing run %(run)s is not waiting to be run.", run=run_id))
         resumed = run.state == BillingRunState.FAILED
         run.error = ""
         ms, me, issue_date = run.period_start, run.period_end, run.issue_date
@@ -260,7 +262,7 @@ def run_billing(session: Session, period_start: str | date, *, actor: Actor, iss
         services = _load_services(session, ms, me)
         customer_ids = sorted(set(services) | _customers_with_open_charges(session, me))
         if customer_ids and catalog.default_plan_id is None:
-            raise NoBillingPlan("There is no billing plan to invoice under; create one first.")
+            raise NoBillingPlan(_("There is no billing plan to invoice under; create one first."))
         total = len(customer_ids)
         if progress:
             progress(0, total)
@@ -343,8 +345,8 @@ def request_billing_run(session: Session, period: str | date, *, actor: Actor, l
     confuse). The run is recorded as `previewed` (confirmed after the preview, waiting for
     the worker) and audited. Flushes; the caller commits (enqueueing the job commits)."""
     if location_ids is not None:
-        raise BillingRunRefused("A billing run bills every location; only an operator without location limits "
-                                "may start one.")
+        raise BillingRunRefused(_("A billing run bills every location; only an operator without location limits "
+                                  "may start one."))
     ms, me = _month(period)
     waiting = session.scalar(
         select(BillingRun.id)
@@ -355,8 +357,8 @@ def request_billing_run(session: Session, period: str | date, *, actor: Actor, l
         .limit(1)
     )
     if waiting is not None:
-        raise BillingRunRefused(f"Billing run {waiting} of {ms:%Y-%m} is already waiting or running.",
-                                field="period")
+        raise BillingRunRefused(_("Billing run %(run)s of %(period)s is already waiting or running.",
+                                  run=waiting, period=f"{ms:%Y-%m}"), field="period")
     issue_date = issue_date or date.today()
     run = BillingRun(period_start=ms, period_end=me, issue_date=issue_date, state=BillingRunState.PREVIEWED,
                      started_by_type=actor.type, started_by_id=actor.id, started_by_name=actor.name[:200],

@@ -24,13 +24,13 @@ def send_invoice(session: Session, invoice: Invoice, *, actor: Actor, to: str | 
     Refused for a cancelled invoice and without an address. The e-mail goes through the
     outbox (an OutboundEmail row); audited. Returns the OutboundEmail."""
     if invoice.state == InvoiceState.CANCELLED:
-        raise InvoiceNotSent(f"Invoice {invoice.number} is cancelled; it is not sent again.")
+        raise InvoiceNotSent(_("Invoice %(number)s is cancelled; it is not sent again.", number=invoice.number))
     customer = invoice.customer
     to = (to or "").strip() or billing_email(session, customer)
     if not to:
-        raise InvoiceNotSent("The customer has no e-mail address to send the invoice to.", field="to")
+        raise InvoiceNotSent(_("The customer has no e-mail address to send the invoice to."), field="to")
     if "@" not in to or len(to) > 254 or any(ch.isspace() for ch in to):
-        raise InvoiceNotSent(f"{to!r} is not an e-mail address.", field="to")
+        raise InvoiceNotSent(_("%(to)s is not an e-mail address.", to=repr(to)), field="to")
     doc = document_for(session, kind_for(invoice), invoice)
     data = read_document(doc)
     lang = customer.language.value if customer.language else None
