@@ -87,10 +87,10 @@ def test_job_runs_to_done_with_its_result_and_actor(db, handler):
 
 def test_progress_is_written_in_its_own_transaction_and_throttled(db, handler, monkeypatch):
     now = [100.0]
-    monkeypatch.setattr(jobs, "_clock", lambda: now[0])
+    monkeypatch.setattr(jobs.worker, "_clock", lambda: now[0])
     writes = []
     real_write = jobs._write_progress_row
-    monkeypatch.setattr(jobs, "_write_progress_row", lambda *a: writes.append(a[1:]) or real_write(*a))
+    monkeypatch.setattr(jobs.worker, "_write_progress_row", lambda *a: writes.append(a[1:]) or real_write(*a))
     seen = {}
 
     @handler("test_progress")
