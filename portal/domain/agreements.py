@@ -17,15 +17,20 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from flask import current_app, has_app_context
+from flask_babel import force_locale
+from flask_babel import gettext as _
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, contains_eager, joinedload, selectinload
 
+from portal.documents import document_for, kind_for
 from portal.domain import DomainError, lifecycle
 from portal.domain.actors import Actor
-from portal.domain.audit import record
+from portal.domain.audit import diff, record, snapshot
 from portal.domain.numbering import format_number, next_number
 from portal.domain.recipients import acceptance_email
 from portal.links import external_url
+from portal.mail import send_email
 from portal.models import (
     AcceptanceMethod,
     ActorType,
@@ -35,6 +40,7 @@ from portal.models import (
     AgreementType,
     AuditEntry,
     CustomerService,
+    EmailState,
     ServiceState,
 )
 from portal.models.accounts import OneTimeCode
@@ -107,7 +113,8 @@ def numbering_scope(agreement_type: AgreementType, customer=None) -> str:
         return "agreement"
     if agreement_type.numbering == Numbering.PER_CUSTOMER:
         if customer is None:
-            raise AgreementError(f"Agreement type {agreement_type.name} is numbered per customer; a customer is needed.")
+            raise AgreementError(_("Agreement type %(name)s is numbered per customer; a customer is needed.",
+                                   name=agreement_type.name))
         return f"agreement:{agreement_type.id}:customer:{customer.id}"
     return f"agreement:{agreement_type.id}"
 
@@ -124,15 +131,18 @@ def create_agreement(session: Session, agreement_type: AgreementType, customer, 
     foreign = [s for s in services if s.customer_id != customer.id]
     if foreign:
         raise ServiceNotOwned(
-            f"Service {', '.join(str(s.id) for s in foreign)} does not belong to customer {customer.customer_number}.",
+            _("Service %(ids)s does not belong to customer %(customer)s.",
+              ids=", ".join(str(s.id) for s in foreign), customer=customer.customer_number),
             field="services",
         )
     if agreement_type.is_annex and parent is None:
-        raise AnnexNeedsParent(f"{agreement_type.name} is an annex: choose the agreement it amends.", field="parent")
+        raise AnnexNeedsParent(_("%(name)s is an annex: choose the agreement it amends.", name=agreement_type.name),
+                               field="parent")
     if parent is not None and parent.customer_id != customer.id:
-        raise AnnexNeedsParent("The parent agreement belongs to another customer.", field="parent")
+        raise AnnexNeedsParent(_("The parent agreement belongs to another customer."), field="parent")
     if parent is not None and parent.state == AgreementState.INVALID:
-        raise AnnexNeedsParent(f"Agreement {parent.number} is invalid; an annex cannot amend it.", field="parent")
+        raise AnnexNeedsParent(_("Agreement %(number)s is invalid; an annex cannot amend it.", number=parent.number),
+                               field="parent")
     agreement = Agreement(
         type=agreement_type, customer=customer, customer_services=services, valid_from=valid_from,
         parent=parent, summary=summary or "", state=AgreementState.DRAFT,
@@ -153,7 +163,8 @@ def issue_agreement(session: Session, agreement: Agreement, *, actor: Actor, on:
     Only drafts are issued."""
     if agreement.state != AgreementState.DRAFT:
         raise AgreementStateError(
-            f"Only a draft can be issued; agreement {agreement.number or agreement.id} is {agreement.state.value}."
+            _("Only a draft can be issued; agreement %(number)s is %(state)s.",
+              number=agreement.number or agreement.id, state=agreement.state.value)
         )
     on = on or date.today()
     atype = agreement.type
@@ -170,9 +181,6 @@ def issue_agreement(session: Session, agreement: Agreement, *, actor: Actor, on:
     agreement.issued_at = utcnow()
     agreement.state = AgreementState.ISSUED
     session.flush()
-
-    from portal.documents import document_for, kind_for  # lazy: documents pull in WeasyPrint
-
     doc = document_for(session, kind_for(agreement), agreement)
     agreement.current_document_id = doc.id
     _audit(session, actor, "agreement.issued", agreement, {
@@ -186,9 +194,9 @@ def invalidate_agreement(session: Session, agreement: Agreement, *, actor: Actor
     """any → invalid, with a note saying why (required). The number stays taken."""
     note = (note or "").strip()
     if not note:
-        raise NoteRequired("Say why the agreement is invalid.", field="note")
+        raise NoteRequired(_("Say why the agreement is invalid."), field="note")
     if agreement.state == AgreementState.INVALID:
-        raise AgreementStateError(f"Agreement {agreement.number or agreement.id} is already invalid.")
+        raise AgreementStateError(_("Agreement %(number)s is already invalid.", number=agreement.number or agreement.id))
     before = agreement.state
     agreement.state = AgreementState.INVALID
     agreement.invalid_note = note
@@ -261,17 +269,16 @@ def create_annex_for_plan_change(session: Session, old_service: CustomerService,
 def _current_document(session: Session, agreement: Agreement):
     """The agreement's current stored PDF (re-rendered as a new version if what it prints
     has changed since — then the customer must open that one)."""
-    from portal.documents import document_for, kind_for
-
     return document_for(session, kind_for(agreement), agreement)
 
 
 def _require_acceptable(agreement: Agreement, login) -> None:
     if agreement.customer_id != login.customer_id:
-        raise AgreementStateError("This agreement is not yours.")
+        raise AgreementStateError(_("This agreement is not yours."))
     if agreement.state != AgreementState.ISSUED:
         raise AgreementStateError(
-            f"Agreement {agreement.number or agreement.id} is {agreement.state.value}; only an issued agreement can be accepted."
+            _("Agreement %(number)s is %(state)s; only an issued agreement can be accepted.",
+              number=agreement.number or agreement.id, state=agreement.state.value)
         )
 
 
@@ -280,7 +287,7 @@ def mark_document_opened(session: Session, agreement: Agreement, login, *, ip: s
     Acceptance by code requires such a record for the document being accepted."""
     doc = agreement.current_document
     if doc is None:
-        raise DocumentNotOpened("The agreement has no document yet.")
+        raise DocumentNotOpened(_("The agreement has no document yet."))
     actor = Actor(ActorType.CUSTOMER, login.customer_id, login.email, ip)
     return record(session, actor, OPENED_ACTION, "agreement", agreement.id,
                   {"login_id": login.id, "document_id": doc.id, "sha256": doc.sha256},
@@ -323,7 +330,7 @@ def request_acceptance_code(session: Session, agreement: Agreement, login, *, ip
     _require_acceptable(agreement, login)
     doc = _current_document(session, agreement)
     if not document_opened(session, agreement, login, doc.sha256):
-        raise DocumentNotOpened("Open the agreement's PDF first: you accept the document you have read.")
+        raise DocumentNotOpened(_("Open the agreement's PDF first: you accept the document you have read."))
     now = utcnow()
     recent = session.scalar(
         select(func.count()).select_from(OneTimeCode).where(
@@ -333,7 +340,7 @@ def request_acceptance_code(session: Session, agreement: Agreement, login, *, ip
         )
     )
     if recent >= CODES_PER_HOUR:
-        raise TooManyCodes("You have asked for too many codes; please try again in an hour.")
+        raise TooManyCodes(_("You have asked for too many codes; please try again in an hour."))
     for old in _pending_codes(session, agreement, login):
         old.expires_at = min(old.expires_at, now)  # superseded: only the newest code works
     code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
@@ -343,9 +350,6 @@ def request_acceptance_code(session: Session, agreement: Agreement, login, *, ip
         expires_at=now + timedelta(minutes=CODE_VALID_MINUTES), attempts=0,
     ))
     session.flush()
-    # Lazy: mail needs the app; the rules stay importable without it.
-    from portal.mail import send_email
-
     send_email(login.email, f"Code to accept agreement {agreement.number}", "agreement_code",
                customer_id=agreement.customer_id, code=code, agreement=agreement, minutes=CODE_VALID_MINUTES)
     actor = Actor(ActorType.CUSTOMER, login.customer_id, login.email, ip)
@@ -363,24 +367,24 @@ def accept_with_code(session: Session, agreement: Agreement, login, code: str, *
     _require_acceptable(agreement, login)
     doc = _current_document(session, agreement)
     if not document_opened(session, agreement, login, doc.sha256):
-        raise DocumentNotOpened("Open the agreement's PDF first: you accept the document you have read.")
+        raise DocumentNotOpened(_("Open the agreement's PDF first: you accept the document you have read."))
     pending = _pending_codes(session, agreement, login)
     if not pending:
-        raise CodeInvalid("No code is waiting: send yourself a new code.", field="code")
+        raise CodeInvalid(_("No code is waiting: send yourself a new code."), field="code")
     otc = pending[0]
     now = utcnow()
     if otc.expires_at <= now:
-        raise CodeExpired("The code has expired: send yourself a new one.", field="code")
+        raise CodeExpired(_("The code has expired: send yourself a new one."), field="code")
     if otc.attempts >= CODE_MAX_ATTEMPTS:
-        raise TooManyAttempts("Too many wrong attempts: send yourself a new code.", field="code")
+        raise TooManyAttempts(_("Too many wrong attempts: send yourself a new code."), field="code")
     given = "".join((code or "").split())
     if not hmac.compare_digest(otc.code_hash, _code_hash(_salt(agreement, login), given)):
         otc.attempts += 1
         session.flush()
         left = CODE_MAX_ATTEMPTS - otc.attempts
         if left <= 0:
-            raise TooManyAttempts("Too many wrong attempts: send yourself a new code.", field="code")
-        raise CodeInvalid(f"The code is not right ({left} attempts left).", field="code")
+            raise TooManyAttempts(_("Too many wrong attempts: send yourself a new code."), field="code")
+        raise CodeInvalid(_("The code is not right (%(left)d attempts left).", left=left), field="code")
     otc.used_at = now
     acceptance = AgreementAcceptance(
         agreement=agreement, customer_login_id=login.id, at=now, ip=(ip or None) and ip[:45],
@@ -404,10 +408,11 @@ def accept_by_staff(session: Session, agreement: Agreement, *, operator_actor: A
     """issued → accepted on a signed paper copy, recorded by an operator (method staff). The
     evidence carries the sha256 of the current document — the one printed for signing."""
     if operator_actor.type != ActorType.OPERATOR:
-        raise AgreementError("Only an operator records a signed paper copy.")
+        raise AgreementError(_("Only an operator records a signed paper copy."))
     if agreement.state != AgreementState.ISSUED:
         raise AgreementStateError(
-            f"Agreement {agreement.number or agreement.id} is {agreement.state.value}; only an issued agreement can be accepted."
+            _("Agreement %(number)s is %(state)s; only an issued agreement can be accepted.",
+              number=agreement.number or agreement.id, state=agreement.state.value)
         )
     doc = _current_document(session, agreement)
     now = utcnow()
@@ -434,8 +439,6 @@ def accept_by_staff(session: Session, agreement: Agreement, *, operator_actor: A
 # issued; an annex is an agreement of its own type like any other.
 
 def _time_zone() -> ZoneInfo:
-    from flask import current_app, has_app_context
-
     name = current_app.config.get("BABEL_DEFAULT_TIMEZONE") if has_app_context() else None
     return ZoneInfo(name or DEFAULT_TIME_ZONE)
 
@@ -579,12 +582,6 @@ def enforce_acceptance(session: Session, *, today: date, actor: Actor) -> Accept
 
 def _remind(session: Session, agreement: Agreement, *, today: date, actor: Actor,
             result: AcceptanceEnforcement) -> None:
-    from flask_babel import force_locale
-    from flask_babel import gettext as _
-
-    from portal.mail import send_email
-    from portal.models import EmailState
-
     customer = agreement.customer
     to = acceptance_email(session, customer)
     block_on = blocking_date(agreement)
@@ -675,28 +672,26 @@ def update_agreement_type(session: Session, agreement_type: AgreementType, *, ac
     templates/documents/agreements/), number format (must number: it needs {seq}), and the
     days after which an unaccepted agreement is reminded and the service blocked (none =
     never; block after the reminder). Audited with before → after. Issued numbers stay."""
-    from portal.domain.audit import diff, snapshot
-
     name = (name or "").strip()
     if not name:
-        raise AgreementError("Give the type a name.", field="name")
+        raise AgreementError(_("Give the type a name."), field="name")
     clash = session.scalar(select(AgreementType.id).where(func.lower(AgreementType.name) == name.lower(),
                                                           AgreementType.id != agreement_type.id))
     if clash is not None:
-        raise AgreementError(f"Another agreement type is called “{name}”.", field="name")
+        raise AgreementError(_("Another agreement type is called “%(name)s”.", name=name), field="name")
     if template not in set(templates):
-        raise AgreementError(f"There is no agreement template “{template}”.", field="template")
+        raise AgreementError(_("There is no agreement template “%(template)s”.", template=template), field="template")
     number_format = (number_format or "").strip()
     format_number(number_format, seq=1, year=date.today().year, customer_number="C1", type_code=agreement_type.code)
     names = {n.split(":")[0] for _, n, _, _ in string.Formatter().parse(number_format) if n is not None}
     if "seq" not in names:
-        raise AgreementError("The number format must contain {seq}, or every agreement would get the same number.",
+        raise AgreementError(_("The number format must contain {seq}, or every agreement would get the same number."),
                              field="number_format")
     for label, value in (("remind_days", remind_days), ("block_days", block_days)):
         if value is not None and not 0 < value <= 3650:
-            raise AgreementError("Give a number of days between 1 and 3650, or leave it empty.", field=label)
+            raise AgreementError(_("Give a number of days between 1 and 3650, or leave it empty."), field=label)
     if remind_days is not None and block_days is not None and block_days <= remind_days:
-        raise AgreementError("Blocking comes after the reminder: give more days than for the reminder.",
+        raise AgreementError(_("Blocking comes after the reminder: give more days than for the reminder."),
                              field="block_days")
     before = snapshot(agreement_type, list(TYPE_FIELDS))
     agreement_type.name = name

@@ -56,6 +56,7 @@ from portal.models import (
     ServiceState,
 )
 from portal.models.base import ZERO, search_key
+from portal.models.customers import customer_group_membership
 
 # Phones are often typed without the country code they were stored with (or the reverse):
 # a national number is also looked up behind these codes (the portal's markets).
@@ -203,8 +204,7 @@ def search_statement(filters: CustomerFilters, location_ids: Iterable[int] | Non
     if filters.kind is not None:
         stmt = stmt.where(Customer.kind == filters.kind)
     if filters.group_id is not None:
-        from portal.models.customers import customer_group_membership as m
-
+        m = customer_group_membership
         stmt = stmt.where(Customer.id.in_(select(m.c.customer_id).where(m.c.group_id == filters.group_id)))
     return stmt.order_by(Customer.name_key, Customer.id)
 
@@ -758,8 +758,7 @@ def update_group(session: Session, actor: Actor, group: CustomerGroup, *, name: 
 
 def groups_with_counts(session: Session, location_ids: Iterable[int] | None) -> list[tuple[CustomerGroup, int]]:
     """Every group with how many of the operator's customers are in it (two statements)."""
-    from portal.models.customers import customer_group_membership as m
-
+    m = customer_group_membership
     counts_q = select(m.c.group_id, func.count()).join(Customer, Customer.id == m.c.customer_id)
     if location_ids is not None:
         counts_q = counts_q.where(Customer.location_id.in_(list(location_ids)))

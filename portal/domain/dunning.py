@@ -37,14 +37,18 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
+from flask_babel import force_locale
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import bindparam, literal, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from portal.domain import DomainError, lifecycle
 from portal.domain.actors import Actor
 from portal.domain.audit import record
+from portal.domain.payments import credited_expr, invoice_due
 from portal.domain.recipients import billing_email
+from portal.mail import send_email
 from portal.models import (
     ActorType,
     BlockingException,
@@ -54,6 +58,7 @@ from portal.models import (
     Customer,
     CustomerService,
     DebtRecoveryCase,
+    EmailState,
     ExceptionKind,
     Invoice,
     InvoiceState,
@@ -125,15 +130,9 @@ class DunningResult:
 
 
 def _overdue_query(customer_ids: list[int], on: date):
-    """Rows of (invoice, credited) for the customers' overdue invoices. The payment rules'
-    view of "credited" (credit notes that settle an invoice) is used when present; without it
-    credited is 0 and what is due is gross − paid."""
-    try:
-        from portal.domain.payments import credited_expr
-    except ImportError:  # the payment rules not there yet
-        credited = literal(0)
-    else:
-        credited = credited_expr()
+    """Rows of (invoice, credited) for the customers' overdue invoices, "credited" as the
+    payment rules see it (credit notes that settle an invoice)."""
+    credited = credited_expr()
     return (
         select(Invoice, credited.label("credited"))
         .where(
@@ -148,10 +147,6 @@ def _overdue_query(customer_ids: list[int], on: date):
 
 
 def _due(invoice: Invoice, credited) -> Decimal:
-    try:
-        from portal.domain.payments import invoice_due
-    except ImportError:
-        return invoice.amount_due
     return invoice_due(invoice, credited)
 
 
@@ -248,11 +243,6 @@ def _send(session: Session, customer: Customer, to: str | None, subject, templat
     """E-mail the customer in their language (`subject` is a lazy string); True when sent."""
     if not to:
         return False
-    from flask_babel import force_locale
-
-    from portal.mail import send_email
-    from portal.models import EmailState
-
     lang = customer.language.value if customer.language else None
     with force_locale(lang):
         row = send_email(to, str(subject), template, customer_id=customer.id, customer=customer, **context)
@@ -531,9 +521,9 @@ def postpone_blocking(session: Session, customer: Customer, *, until: date, reas
     A service already blocked stays blocked."""
     reason = (reason or "").strip()
     if not reason:
-        raise DomainError("Give a reason.", field="reason")
+        raise DomainError(_("Give a reason."), field="reason")
     if until < (today or date.today()):
-        raise DomainError("The date must not be in the past.", field="until")
+        raise DomainError(_("The date must not be in the past."), field="until")
     exc = BlockingException(customer_id=customer.id, kind=ExceptionKind.POSTPONE, until=until, reason=reason,
                             **_author(actor))
     session.add(exc)
@@ -552,7 +542,7 @@ def exempt_from_blocking(session: Session, customer: Customer, *, reason: str, a
     customer.dunning_exempt. Reminders still go out."""
     reason = (reason or "").strip()
     if not reason:
-        raise DomainError("Give a reason.", field="reason")
+        raise DomainError(_("Give a reason."), field="reason")
     exc = BlockingException(customer_id=customer.id, kind=ExceptionKind.NEVER_BLOCK, until=None, reason=reason,
                             **_author(actor))
     session.add(exc)
@@ -570,7 +560,7 @@ def revoke_exception(session: Session, exception: BlockingException, *, actor: A
     revoking a postponement puts a postponed case back to reminded (or to the next
     postponement still running)."""
     if exception.revoked_at is not None:
-        raise DomainError("This exception was already revoked.")
+        raise DomainError(_("This exception was already revoked."))
     exception.revoked_at = utcnow()
     exception.revoked_by_id = actor.id if actor.type == ActorType.OPERATOR else None
     session.flush()
@@ -602,8 +592,8 @@ def check_run_scope(location_ids) -> None:
     services anywhere, so only an operator without location limits (`location_ids` None)
     may run or preview it."""
     if location_ids is not None:
-        raise DunningRunRefused("A dunning run covers every location; only an operator without location limits "
-                                "may start or preview one.")
+        raise DunningRunRefused(_("A dunning run covers every location; only an operator without location limits "
+                                  "may start or preview one."))
 
 
 @dataclass
@@ -620,8 +610,6 @@ def dunning_overview(session: Session, *, on: date, location_ids=None) -> list[L
     """Open cases (not closed) per level, with their states and the debt overdue on `on`
     (gross − paid − credited of issued invoices due before `on`) per currency, limited to
     the customers of `location_ids` (None = all). Two queries."""
-    from sqlalchemy import func
-
     scope = [] if location_ids is None else [Customer.location_id.in_(list(location_ids))]
     levels: dict[int, LevelSummary] = {}
     for level, state, count in session.execute(

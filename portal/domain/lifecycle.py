@@ -22,17 +22,20 @@ closed as refused instead of applied.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.domain import DomainError
 from portal.domain.actors import Actor
 from portal.domain.audit import record
+from portal.domain.wording import day
 from portal.models import (
     BillingPlan,
     Charge,
@@ -74,12 +77,13 @@ _ACTION_OF_KIND = {
     ServiceEventKind.CANCELLED: "cancel",
 }
 
-_ACTION_LABEL = {
-    "activate": "activated",
-    "block": "blocked",
-    "unblock": "unblocked",
-    "change_plan": "changed to another plan",
-    "cancel": "cancelled",
+# Why an action is refused from the service's state (formatted with the state's value).
+_REFUSED_FROM = {
+    "activate": _l("A service in state “%(state)s” cannot be activated."),
+    "block": _l("A service in state “%(state)s” cannot be blocked."),
+    "unblock": _l("A service in state “%(state)s” cannot be unblocked."),
+    "change_plan": _l("A service in state “%(state)s” cannot be changed to another plan."),
+    "cancel": _l("A service in state “%(state)s” cannot be cancelled."),
 }
 
 
@@ -159,21 +163,19 @@ def prorated(price: Decimal, period: Period, first: date, last: date) -> Decimal
 
 def allowed_actions(service: CustomerService) -> list[str]:
     """The actions the rules table allows from the service's current state (for buttons)."""
-    return [a for a, (sources, _) in RULES.items() if service.state in sources]
+    return [a for a, (sources, _to) in RULES.items() if service.state in sources]
 
 
 def _check(service: CustomerService, action: str) -> None:
-    sources, _ = RULES[action]
+    sources, _to = RULES[action]
     if service.state not in sources:
-        raise TransitionNotAllowed(
-            f"A service in state “{service.state.value}” cannot be {_ACTION_LABEL[action]}."
-        )
+        raise TransitionNotAllowed(_REFUSED_FROM[action] % {"state": service.state.value})
 
 
 def _require_reason(reason: str) -> str:
     reason = (reason or "").strip()
     if not reason:
-        raise DomainError("Give a reason.", field="reason")
+        raise DomainError(_("Give a reason."), field="reason")
     return reason
 
 
@@ -231,13 +233,14 @@ def order_service(session: Session, customer: Customer, definition: ServiceDefin
     """Record an order: a new service in state `ordered`. Only an active definition valid
     on the order date may be ordered."""
     if not definition.active:
-        raise TransitionNotAllowed(f"“{definition.name}” is no longer offered.", field="definition")
+        raise TransitionNotAllowed(_("“%(name)s” is no longer offered.", name=definition.name), field="definition")
     if definition.valid_from > ordered_on or (definition.valid_to is not None and definition.valid_to < ordered_on):
         raise TransitionNotAllowed(
-            f"“{definition.name}” cannot be ordered on {ordered_on.isoformat()}.", field="definition"
+            _("“%(name)s” cannot be ordered on %(day)s.", name=definition.name, day=day(ordered_on)),
+            field="definition",
         )
     if price_override is not None and price_override < 0:
-        raise DomainError("A price cannot be negative.", field="price_override")
+        raise DomainError(_("A price cannot be negative."), field="price_override")
     service = CustomerService(
         customer=customer,
         definition=definition,
@@ -405,14 +408,16 @@ def cancel(session: Session, service: CustomerService, *, actor: Actor, on: date
     if on is None:
         on = earliest
     if on < earliest and not waive_notice:
-        raise TransitionNotAllowed(
-            f"The earliest possible end date is {earliest.isoformat()} (notice period"
-            f"{' and commitment' if service.commitment_until and service.commitment_until >= earliest else ''}).",
-            field="on",
-        )
+        # The date stays ISO here: tests/domain/test_lifecycle.py pins it in this message.
+        if service.commitment_until and service.commitment_until >= earliest:
+            message = _("The earliest possible end date is %(day)s (notice period and commitment).",
+                        day=earliest.isoformat())
+        else:
+            message = _("The earliest possible end date is %(day)s (notice period).", day=earliest.isoformat())
+        raise TransitionNotAllowed(message, field="on")
     if service.billing_from is not None and on < service.billing_from:
         raise TransitionNotAllowed(
-            f"A cancellation cannot take effect before billing started ({service.billing_from.isoformat()}).",
+            _("A cancellation cannot take effect before billing started (%(day)s).", day=day(service.billing_from)),
             field="on",
         )
     _refuse_if_pending(service, {ServiceEventKind.CANCELLED, ServiceEventKind.CHANGED})
@@ -429,9 +434,12 @@ def cancel(session: Session, service: CustomerService, *, actor: Actor, on: date
 def _refuse_if_pending(service: CustomerService, kinds: set[ServiceEventKind]) -> None:
     for e in pending_events(service):
         if e.kind in kinds:
-            what = "a cancellation" if e.kind == ServiceEventKind.CANCELLED else "a plan change"
+            if e.kind == ServiceEventKind.CANCELLED:
+                raise TransitionNotAllowed(
+                    _("The service already has a cancellation scheduled for %(day)s.", day=day(e.scheduled_for))
+                )
             raise TransitionNotAllowed(
-                f"The service already has {what} scheduled for {e.scheduled_for.isoformat()}."
+                _("The service already has a plan change scheduled for %(day)s.", day=day(e.scheduled_for))
             )
 
 
@@ -444,10 +452,10 @@ def check_cancel(service: CustomerService, *, on: date | None, waive_notice: boo
     earliest = earliest_end_date(service, today)
     on = on or earliest
     if on < earliest and not waive_notice:
-        raise TransitionNotAllowed(f"The earliest possible end date is {earliest.isoformat()}.", field="on")
+        raise TransitionNotAllowed(_("The earliest possible end date is %(day)s.", day=day(earliest)), field="on")
     if service.billing_from is not None and on < service.billing_from:
         raise TransitionNotAllowed(
-            f"A cancellation cannot take effect before billing started ({service.billing_from.isoformat()}).",
+            _("A cancellation cannot take effect before billing started (%(day)s).", day=day(service.billing_from)),
             field="on",
         )
     _refuse_if_pending(service, {ServiceEventKind.CANCELLED, ServiceEventKind.CHANGED})
@@ -460,14 +468,17 @@ def check_cancel(service: CustomerService, *, on: date | None, waive_notice: boo
 def _check_target(service: CustomerService, target: ServiceDefinition, on: date) -> None:
     if target.id not in {t.id for t in service.definition.allowed_targets}:
         raise TransitionNotAllowed(
-            f"“{service.definition.name}” cannot be changed to “{target.name}”.", field="target"
+            _("“%(old)s” cannot be changed to “%(new)s”.", old=service.definition.name, new=target.name),
+            field="target",
         )
     if not target.active or target.valid_from > on or (target.valid_to is not None and target.valid_to < on):
-        raise TransitionNotAllowed(f"“{target.name}” is not offered on {on.isoformat()}.", field="target")
+        raise TransitionNotAllowed(_("“%(name)s” is not offered on %(day)s.", name=target.name, day=day(on)),
+                                   field="target")
 
 
 def change_plan(session: Session, service: CustomerService, target: ServiceDefinition, *, actor: Actor,
-                on: date | None = None, reason: str = "", today: date | None = None) -> CustomerService:
+                on: date | None = None, reason: str = "", today: date | None = None,
+                paperwork: Callable[..., object] | None = None) -> CustomerService:
     """Change an active or blocked service to another definition; only to the definition's
     allowed targets. Effective on `on` (default: the first day of the service's next period).
 
@@ -477,6 +488,9 @@ def change_plan(session: Session, service: CustomerService, target: ServiceDefin
     commitment = the later of the old one and `on` + the target's commitment). Both get a
     `changed` event. For a future date the successor is created at once in state `ordered`
     (so it can be shown and referred to) and both `changed` events are scheduled.
+    `paperwork`, when given, is called as paperwork(session, service, successor, actor=…,
+    on=…, today=…) once both events are written and before the change is carried out
+    (`plan_change.change_plan` passes the agreement annex this way).
     Returns the successor."""
     today = today or date.today()
     _check(service, "change_plan")
@@ -485,7 +499,8 @@ def change_plan(session: Session, service: CustomerService, target: ServiceDefin
     _check_target(service, target, on)
     if service.billing_from is not None and on <= service.billing_from:
         raise TransitionNotAllowed(
-            f"A plan change takes effect after billing started ({service.billing_from.isoformat()}).", field="on"
+            _("A plan change takes effect after billing started (%(day)s).", day=day(service.billing_from)),
+            field="on",
         )
     _refuse_if_pending(service, {ServiceEventKind.CANCELLED, ServiceEventKind.CHANGED})
     scheduled = on > today
@@ -511,11 +526,8 @@ def change_plan(session: Session, service: CustomerService, target: ServiceDefin
                        to_state=None, reason=reason, scheduled=scheduled,
                        details={**details, "role": "successor", "predecessor_id": service.id})
     old_event.details = {**old_event.details, "partner_event_id": new_event.id}
-    # The annex to the agreement covering `service` (domain.md §3 "Plan change"); imported
-    # here because the agreements module builds on this one.
-    from portal.domain.agreements import create_annex_for_plan_change
-
-    create_annex_for_plan_change(session, service, successor, actor=actor, on=on, today=today)
+    if paperwork is not None:
+        paperwork(session, service, successor, actor=actor, on=on, today=today)
     if scheduled:
         _audit(session, actor, "service.change_scheduled", service, old_event,
                {"to_definition_id": target.id, "successor_id": successor.id})
@@ -577,7 +589,8 @@ def check_change_plan(service: CustomerService, target: ServiceDefinition, *, on
     _check_target(service, target, on)
     if service.billing_from is not None and on <= service.billing_from:
         raise TransitionNotAllowed(
-            f"A plan change takes effect after billing started ({service.billing_from.isoformat()}).", field="on"
+            _("A plan change takes effect after billing started (%(day)s).", day=day(service.billing_from)),
+            field="on",
         )
     _refuse_if_pending(service, {ServiceEventKind.CANCELLED, ServiceEventKind.CHANGED})
     return on
@@ -660,7 +673,7 @@ def _step(session: Session, service: CustomerService, action: str, kind: Service
           on: date, reason: str, today: date | None, case=None, details: dict | None = None) -> ServiceEvent:
     """Check the rules table, write the event; carry it out now, or schedule it."""
     _check(service, action)
-    _, to_state = RULES[action]
+    _from, to_state = RULES[action]
     if _is_future(on, today):
         event = _event(session, service, kind, actor=actor, on=on, from_state=service.state, to_state=to_state,
                        reason=reason, scheduled=True, case=case, details=details)
@@ -702,7 +715,7 @@ def apply_scheduled(session: Session, *, today: date, actor: Actor) -> int:
                               event.effective_on)
                 successor = session.get(CustomerService, event.details["successor_id"])
                 if successor is None or successor.state != ORDERED:
-                    raise TransitionNotAllowed("The new service was withdrawn meanwhile.")
+                    raise TransitionNotAllowed(_("The new service was withdrawn meanwhile."))
         except TransitionNotAllowed as exc:
             _refuse(session, event, actor, str(exc))
             continue
@@ -710,7 +723,7 @@ def apply_scheduled(session: Session, *, today: date, actor: Actor) -> int:
             _apply_change(session, service, event, actor)
         else:
             from_state = service.state
-            _, to_state = RULES[action]
+            _from, to_state = RULES[action]
             changes = _APPLY[action](session, service, event)
             event.from_state, event.to_state, event.done_at = from_state, to_state, utcnow()
             _audit(session, actor, f"service.{event.kind.value}", service, event,
