@@ -21,11 +21,9 @@ closed as refused instead of applied.
 """
 from __future__ import annotations
 
-import calendar
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -35,14 +33,27 @@ from sqlalchemy.orm import Session
 from portal.domain import DomainError
 from portal.domain.actors import Actor
 from portal.domain.audit import record
+from portal.domain.blocked_credit import credit_blocked_days
+from portal.domain.periods import (  # re-exported: moved to periods (used here too)
+    CENT,
+    add_months,
+    next_period_start,
+    period_bounds,
+    price_on,
+    prorated,
+    split_vat,
+)
+from portal.domain.plan_previews import (  # re-exported: moved to plan_previews
+    PendingPlanChange,
+    pending_plan_changes,
+    plan_change_preview,
+    without_pending_successors,
+)
 from portal.domain.wording import day
 from portal.models import (
     BillingPlan,
-    Charge,
-    ChargeKind,
     Customer,
     CustomerService,
-    Period,
     ServiceDefinition,
     ServiceEvent,
     ServiceEventKind,
@@ -50,7 +61,14 @@ from portal.models import (
 )
 from portal.models.base import utcnow
 
-CENT = Decimal("0.01")
+__all__ = [
+    "activate", "ACTIVE", "add_months", "allowed_actions", "apply_scheduled", "block", "BLOCKED",
+    "blocking_event", "cancel", "CANCELLED", "CENT", "change_plan", "check_cancel",
+    "check_change_plan", "earliest_end_date", "next_period_start", "order_service", "ORDERED",
+    "pending_events", "pending_plan_changes", "PendingPlanChange", "period_bounds",
+    "plan_change_preview", "price_on", "prorated", "RULES", "split_vat", "TransitionNotAllowed",
+    "unblock", "without_pending_successors",
+]
 
 ORDERED, ACTIVE, BLOCKED, CANCELLED = (
     ServiceState.ORDERED,
@@ -89,73 +107,6 @@ _REFUSED_FROM = {
 
 class TransitionNotAllowed(DomainError):
     """The service's state (or the catalogue) does not allow this step."""
-
-
-# -- small date and money helpers -------------------------------------------------------------
-
-
-def add_months(d: date, months: int) -> date:
-    """The same day `months` later, clamped to the month's end (31 Jan + 1 = 28/29 Feb)."""
-    y, m = divmod(d.month - 1 + months, 12)
-    year, month = d.year + y, m + 1
-    return date(year, month, min(d.day, calendar.monthrange(year, month)[1]))
-
-
-def period_bounds(period: Period, d: date) -> tuple[date, date]:
-    """The calendar-aligned billing period (first day, last day) that contains `d`.
-    A one-off service has no cycle; it is treated as monthly for proration."""
-    months = period.months or 1
-    first_month = (d.month - 1) // months * months + 1
-    start = date(d.year, first_month, 1)
-    return start, add_months(start, months) - timedelta(days=1)
-
-
-def next_period_start(period: Period, d: date) -> date:
-    return period_bounds(period, d)[1] + timedelta(days=1)
-
-
-def _money(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def price_on(service: CustomerService, d: date, definition: ServiceDefinition | None = None) -> Decimal:
-    """The price per period that applies on `d`: the override, else the latest price change
-    effective by then, else the definition's price."""
-    definition = definition or service.definition
-    if definition is service.definition and service.price_override is not None:
-        return service.price_override
-    price = definition.price
-    for change in definition.price_changes:  # ordered by effective_from
-        if change.effective_from <= d:
-            price = change.new_price
-    return price
-
-
-def split_vat(amount: Decimal, vat_rate: Decimal, includes_vat: bool) -> dict[str, Decimal]:
-    """net/vat/gross of an amount (gross when `includes_vat`), rounded half-up to cents."""
-    rate = vat_rate / Decimal(100)
-    if includes_vat:
-        gross = _money(amount)
-        vat = _money(gross * rate / (1 + rate))
-        return {"net": gross - vat, "vat": vat, "gross": gross}
-    net = _money(amount)
-    vat = _money(net * rate)
-    return {"net": net, "vat": vat, "gross": net + vat}
-
-
-def prorated(price: Decimal, period: Period, first: date, last: date) -> Decimal:
-    """`price` per period × days in service / days in period for every period the span
-    [first, last] touches, each rounded half-up to the cent as a billing run rounds its
-    charges, summed."""
-    total = Decimal("0.00")
-    d = first
-    while d <= last:
-        p_start, p_end = period_bounds(period, d)
-        seg_end = min(p_end, last)
-        days, period_days = (seg_end - d).days + 1, (p_end - p_start).days + 1
-        total += _money(price if days >= period_days else price * Decimal(days) / Decimal(period_days))
-        d = seg_end + timedelta(days=1)
-    return total
 
 
 # -- the rules ---------------------------------------------------------------------------------
@@ -312,7 +263,7 @@ def _apply_unblock(session: Session, service: CustomerService, event: ServiceEve
     service.state = ACTIVE
     changes: dict = {}
     if event.details.get("credit_blocked_days") and blocked is not None:
-        charge = _credit_blocked_days(session, service, blocked.effective_on, event)
+        charge = credit_blocked_days(session, service, blocked.effective_on, event)
         if charge is not None:
             event.details = {**event.details, "credit_charge_id": charge.id, "credit_gross": str(charge.gross)}
             changes["credit_charge_id"] = [None, charge.id]
@@ -320,53 +271,11 @@ def _apply_unblock(session: Session, service: CustomerService, event: ServiceEve
     return changes
 
 
-def _credit_blocked_days(session: Session, service: CustomerService, blocked_from: date,
-                         event: ServiceEvent) -> Charge | None:
-    """A negative `credit` charge for the days from the block's effective date up to the day
-    before the unblock, prorated like a service charge (price per period × days / days in the
-    period, per period touched). It waits uninvoiced, so the next billing run puts it on the
-    customer's invoice. Discriminator = the unblock event's id: one credit per unblock."""
-    last = event.effective_on - timedelta(days=1)
-    if last < blocked_from or service.definition.period == Period.ONE_OFF:
-        return None
-    definition = service.definition
-    amount = prorated(price_on(service, blocked_from), definition.period, blocked_from, last)
-    parts = split_vat(amount, definition.vat_rate, definition.price_includes_vat)
-    if parts["gross"] == 0:
-        return None
-    days = (last - blocked_from).days + 1
-    charge = Charge(
-        customer_id=service.customer_id,
-        customer_service_id=service.id,
-        billing_plan_id=service.billing_plan_id or service.customer.billing_plan_id,
-        period_start=blocked_from,
-        period_end=last,
-        kind=ChargeKind.CREDIT,
-        discriminator=str(event.id),
-        description=f"Credit for {days} blocked day{'s' if days != 1 else ''} "
-                    f"({blocked_from.isoformat()} – {last.isoformat()}): {definition.customer_name}",
-        quantity=Decimal(1),
-        unit="pcs",
-        unit_price=-parts["net"],
-        vat_rate=definition.vat_rate,
-        net=-parts["net"],
-        vat=-parts["vat"],
-        gross=-parts["gross"],
-        currency=service.customer.location.currency,
-    )
-    if hasattr(Charge, "price_includes_vat"):
-        # The billing run's VAT recapitulation keeps the gross of VAT-inclusive tariffs fixed.
-        charge.price_includes_vat = definition.price_includes_vat
-    session.add(charge)
-    session.flush()
-    return charge
-
-
 def unblock(session: Session, service: CustomerService, *, actor: Actor, on: date, reason: str, case=None,
             credit_blocked_days: bool = False, today: date | None = None) -> ServiceEvent:
     """blocked → active, with a reason. With `credit_blocked_days` the customer is credited
     for the days the service was blocked: a negative `credit` charge (prorated, VAT as the
-    service's) that the next billing run invoices; see `_credit_blocked_days`."""
+    service's) that the next billing run invoices; see `blocked_credit.credit_blocked_days`."""
     reason = _require_reason(reason)
     return _step(session, service, "unblock", ServiceEventKind.UNBLOCKED, actor=actor, on=on, reason=reason,
                  case=case, today=today, details={"credit_blocked_days": bool(credit_blocked_days)})
@@ -536,48 +445,6 @@ def change_plan(session: Session, service: CustomerService, target: ServiceDefin
     return successor
 
 
-@dataclass(frozen=True)
-class PendingPlanChange:
-    """A plan change scheduled for a later date: the service keeps running as it is until
-    `on`, then continues as `successor` (already created, in state ordered, on `target`)."""
-
-    service: CustomerService
-    successor: CustomerService
-    target: ServiceDefinition
-    on: date
-
-
-def pending_plan_changes(session: Session, services: Iterable[CustomerService]) -> dict[int, PendingPlanChange]:
-    """The scheduled plan changes of `services`, by the id of the service that changes. A
-    customer has one service through a scheduled change: its successor is the pending
-    change of that service, not a second service. One query (none without a change)."""
-    services = list(services)
-    changing = {s.id: s for s in services if s.replaced_by_id is not None and s.state != CANCELLED}
-    if not changing:
-        return {}
-    known = {s.id: s for s in services}
-    pending: dict[int, PendingPlanChange] = {}
-    for event in session.scalars(
-        select(ServiceEvent).where(
-            ServiceEvent.customer_service_id.in_(changing), ServiceEvent.kind == ServiceEventKind.CHANGED,
-            ServiceEvent.scheduled_for.is_not(None), ServiceEvent.done_at.is_(None),
-        ).order_by(ServiceEvent.scheduled_for, ServiceEvent.id)
-    ):
-        service = changing[event.customer_service_id]
-        successor = known.get(service.replaced_by_id) or session.get(CustomerService, service.replaced_by_id)
-        if successor is None or service.id in pending:
-            continue
-        pending[service.id] = PendingPlanChange(service, successor, successor.definition, event.scheduled_for)
-    return pending
-
-
-def without_pending_successors(services: Iterable[CustomerService],
-                               pending: dict[int, PendingPlanChange]) -> list[CustomerService]:
-    """`services` less the successors of scheduled plan changes (shown on their predecessor)."""
-    hidden = {p.successor.id for p in pending.values()}
-    return [s for s in services if s.id not in hidden]
-
-
 def check_change_plan(service: CustomerService, target: ServiceDefinition, *, on: date | None,
                       today: date | None = None) -> date:
     """What `change_plan` would check, without writing: returns the effective date, or
@@ -632,31 +499,6 @@ def _apply_change(session: Session, service: CustomerService, old_event: Service
     _audit(session, actor, "service.changed", successor, new_event,
            {"state": [ORDERED, state], "billing_from": [None, on], "predecessor_id": [None, service.id]})
     return changes
-
-
-def plan_change_preview(service: CustomerService, target: ServiceDefinition, on: date) -> dict:
-    """What the change costs for the rest of the current period: the old and the new price
-    prorated from `on` to the end of the service's period containing `on` (net, VAT, gross,
-    each rounded half-up), and the difference new − old. Writes nothing."""
-    start, end = period_bounds(service.definition.period, on)
-    old_amount = prorated(price_on(service, on), service.definition.period, on, end)
-    # The new tariff's price per its own period, turned into the same days.
-    new_price = price_on(service, on, definition=target)
-    new_amount = prorated(new_price, target.period, on, end)
-    old = split_vat(old_amount, service.definition.vat_rate, service.definition.price_includes_vat)
-    new = split_vat(new_amount, target.vat_rate, target.price_includes_vat)
-    return {
-        "effective_on": on,
-        "period_start": start,
-        "period_end": end,
-        "days": (end - on).days + 1,
-        "days_in_period": (end - start).days + 1,
-        "currency": service.customer.location.currency.value,
-        "old": {"definition_id": service.definition_id, "name": service.definition.customer_name,
-                "price": price_on(service, on), **old},
-        "new": {"definition_id": target.id, "name": target.customer_name, "price": new_price, **new},
-        "difference": {k: new[k] - old[k] for k in ("net", "vat", "gross")},
-    }
 
 
 # -- one step, now or scheduled ----------------------------------------------------------------
