@@ -18,6 +18,9 @@ stored as *scheduled* (`scheduled_for` set, `done_at` null, the state untouched)
 out by `apply_scheduled` (`flask services apply-scheduled`), which checks the rules again on
 that day: a step that no longer fits (say, an unblock for a service cancelled meanwhile) is
 closed as refused instead of applied.
+
+Price and period arithmetic is in `periods`, the plan-change previews in `plan_previews` (both
+importable from here); `plan_change.change_plan` adds the agreement annex to a plan change.
 """
 from __future__ import annotations
 
