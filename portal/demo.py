@@ -742,9 +742,10 @@ class _Demo:
         if not self.with_history:
             self._steps_without_history()
             return
-        from portal.domain import billing, dunning, lifecycle, payments
+        from portal.domain import billing, dunning, lifecycle, payments, plan_change
 
         self.lifecycle, self.billing, self.payments, self.dunning = lifecycle, billing, payments, dunning
+        self.plan_change = plan_change
         steps = self._steps()
         price_rise_done = False
         for month in self.months:
@@ -849,8 +850,8 @@ class _Demo:
                                         min_commitment_months=12, shown_on_invoice=True))
             elif what == "change":
                 old = plan.service
-                plan.service = lc.change_plan(self.s, old, self.defs[plan.change_to], actor=self.actor, on=on,
-                                              reason="Customer asked for a faster line", today=on)
+                plan.service = self.plan_change.change_plan(self.s, old, self.defs[plan.change_to], actor=self.actor,
+                                                            on=on, reason="Customer asked for a faster line", today=on)
                 if cp.location_code == "BTS":
                     plan.service.price_override = names.EUR_PRICES[plan.change_to]
                 if cp.index == 0:  # the upgrade came with a year of loyalty discount (see her annex)

@@ -23,6 +23,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
+from flask_babel import gettext as _
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -107,20 +108,20 @@ def services_by_ids(session: Session, ids: Iterable[int], location_ids: Collecti
     if not ids:
         return []
     if len(ids) > MAX_SERVICES:
-        raise BulkError(f"Choose at most {MAX_SERVICES} services at once.", field="ids")
+        raise BulkError(_("Choose at most %(n)d services at once.", n=MAX_SERVICES), field="ids")
     stmt = filtered_services(ServiceFilter(), location_ids).where(CustomerService.id.in_(ids))
     return sorted(session.scalars(stmt.options(selectinload(CustomerService.events))).all(), key=lambda s: s.id)
 
 
 def services_by_filter(session: Session, flt: ServiceFilter, location_ids: Collection[int] | None) -> list[CustomerService]:
     if flt.is_empty():
-        raise BulkError("Choose services, or filter the list first: a bulk step never applies to every service.",
+        raise BulkError(_("Choose services, or filter the list first: a bulk step never applies to every service."),
                         field="ids")
     rows = session.scalars(
         filtered_services(flt, location_ids).options(selectinload(CustomerService.events)).limit(MAX_SERVICES + 1)
     ).all()
     if len(rows) > MAX_SERVICES:
-        raise BulkError(f"The filter matches more than {MAX_SERVICES} services; narrow it down.", field="ids")
+        raise BulkError(_("The filter matches more than %(n)d services; narrow it down.", n=MAX_SERVICES), field="ids")
     return sorted(rows, key=lambda s: s.id)
 
 
@@ -173,7 +174,7 @@ class BulkPreview:
 def _why_not(service: CustomerService, action: str, on: date, today: date, waive_notice: bool) -> str:
     """Why the step would be refused for this service ("" = it would be carried out) — the
     same rules the lifecycle functions apply."""
-    sources, _ = lc.RULES[action]
+    sources, _to = lc.RULES[action]
     if service.state not in sources:
         return f"The service is {service.state.value}."
     pending = lc.pending_events(service)
@@ -198,10 +199,10 @@ def preview(services: Iterable[CustomerService], action: str, *, on: date, today
             waive_notice: bool = False) -> BulkPreview:
     """What a bulk `action` on `on` would do to each service. Writes nothing."""
     if action not in ACTIONS:
-        raise BulkError("Choose block, unblock or cancel.", field="action")
+        raise BulkError(_("Choose block, unblock or cancel."), field="action")
     services = list(services)
     if not services:
-        raise BulkError("No services are chosen.", field="ids")
+        raise BulkError(_("No services are chosen."), field="ids")
     waive = bool(waive_notice) and action == "cancel"
     result = BulkPreview(action=action, on=on, waive_notice=waive)
     for s in sorted(services, key=lambda s: s.id):
@@ -230,11 +231,11 @@ def apply(session: Session, services: Iterable[CustomerService], action: str, *,
     rolls the transaction back; the result says what would have happened."""
     reason = (reason or "").strip()
     if not reason:
-        raise BulkError("Give a reason.", field="reason")
+        raise BulkError(_("Give a reason."), field="reason")
     current = preview(services, action, on=on, today=today, waive_notice=waive_notice)
     if current.signature != (signature or ""):
-        raise PreviewChanged("The services changed since the preview (a state or a scheduled step): "
-                             "preview again before applying.")
+        raise PreviewChanged(_("The services changed since the preview (a state or a scheduled step): "
+                               "preview again before applying."))
     applied = []
     for row in current.affected:
         s = row.service

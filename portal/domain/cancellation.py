@@ -22,14 +22,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from portal.documents import document_for, read_document
 from portal.domain import DomainError, lifecycle
 from portal.domain.actors import Actor
 from portal.domain.audit import record
+from portal.domain.wording import day
+from portal.mail import send_email
 from portal.models import (
     ActorType,
     Contact,
@@ -168,15 +172,13 @@ def cancel_by_customer(session: Session, service: CustomerService, *, end_date: 
     """Schedule the cancellation of `service` on `end_date` (≥ the earliest end date), open a
     cancellation request for staff, store the PDF confirmation and e-mail it to `email`.
     Errors name the field: `end_date` or `service_id`."""
-    from portal.documents import document_for, read_document
-
     today = today or date.today()
     if service.state == ServiceState.CANCELLED or _has_pending_end(service):
-        raise CancellationRefused("This service is already cancelled or its end is already scheduled.",
+        raise CancellationRefused(_("This service is already cancelled or its end is already scheduled."),
                                   field="service_id")
     earliest = lifecycle.earliest_end_date(service, today)
     if end_date < earliest:
-        raise CancellationRefused(f"The earliest possible end date is {earliest.isoformat()}.", field="end_date")
+        raise CancellationRefused(_("The earliest possible end date is %(day)s.", day=day(earliest)), field="end_date")
     try:
         event = lifecycle.cancel(session, service, actor=actor, on=end_date, reason=REASON, today=today)
     except DomainError as exc:
@@ -214,10 +216,6 @@ def cancel_by_customer(session: Session, service: CustomerService, *, end_date: 
 def _mail(customer: Customer, to: str, subject, template: str, **context) -> None:
     """In the customer's language (`subject` is called inside it); a failed delivery is
     recorded on the e-mail row, not raised."""
-    from flask_babel import force_locale
-
-    from portal.mail import send_email
-
     lang = customer.language.value if customer.language else None
     with force_locale(lang):
         send_email(to, subject(), template, customer_id=customer.id, customer=customer, **context)

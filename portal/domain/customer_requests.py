@@ -7,20 +7,24 @@ from __future__ import annotations
 
 from datetime import date
 
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
-from portal.domain import DomainError, lifecycle
+from portal.documents import document_for, read_document
+from portal.domain import DomainError, lifecycle, plan_change
 from portal.domain.actors import Actor
 from portal.domain.audit import record
 from portal.domain.recipients import request_email
 from portal.links import external_url
+from portal.mail import send_email
 from portal.models import (
     ActorType,
     Customer,
     CustomerRequest,
     CustomerService,
+    DocumentKind,
     Operator,
     RequestComment,
     RequestKind,
@@ -30,6 +34,7 @@ from portal.models import (
     ServiceState,
 )
 from portal.models.accounts import operator_roles, role_rights
+from portal.models.base import utcnow
 
 # What a customer may ask for in selfcare ("other" is for staff).
 SELFCARE_KINDS = (
@@ -362,10 +367,6 @@ def _notify_customer(session: Session, request: CustomerRequest, comment: Reques
                      attachments: list | None = None) -> str | None:
     """E-mail a customer-visible comment to the customer, in their language; returns the
     address (None when we know none). Never called for internal notes."""
-    from flask_babel import force_locale
-
-    from portal.mail import send_email
-
     customer = request.customer
     to = request_email(session, customer)
     if not to:
@@ -407,8 +408,6 @@ def add_staff_comment(session: Session, request: CustomerRequest, body: str, act
 
 
 def _set_resolution(request: CustomerRequest, outcome: str, text: str, actor: Actor, **extra) -> None:
-    from portal.models.base import utcnow
-
     # A new dict: the JSON column notices reassignment, not changes inside.
     request.payload = {**(request.payload or {}),
                        "resolution": {"outcome": outcome, "text": text[:500], "by": _who(actor),
@@ -507,8 +506,8 @@ def carry_out(session: Session, request: CustomerRequest, actor: Actor, *, on: d
             if request.kind == RequestKind.PLAN_CHANGE:
                 target = _plan_target(session, request)
                 effective = on or carry_out_defaults(request, today)["on"]
-                successor = lifecycle.change_plan(session, service, target, actor=actor, on=effective,
-                                                  reason=reason, today=today)
+                successor = plan_change.change_plan(session, service, target, actor=actor, on=effective,
+                                                    reason=reason, today=today)
                 done = {"kind": "plan_change", "successor_id": successor.id, "target_definition_id": target.id,
                         "effective_on": effective.isoformat()}
                 default_text = _("Your plan %(old)s changes to %(new)s on %(date)s.", old=name,
@@ -540,8 +539,6 @@ def carry_out(session: Session, request: CustomerRequest, actor: Actor, *, on: d
         raise RequestActionRefused(str(exc), field="on" if exc.field == "on" else None) from exc
     attachments = None
     if document is not None:
-        from portal.documents import read_document
-
         attachments = [(document.file_name, "application/pdf", read_document(document))]
     _notify_customer(session, request, comment, attachments)
     return comment
@@ -557,7 +554,4 @@ def _plan_target(session: Session, request: CustomerRequest) -> ServiceDefinitio
 
 def _confirmation(session: Session, service: CustomerService):
     """The cancellation confirmation PDF (as selfcare sends it), stored with the service."""
-    from portal.documents import document_for
-    from portal.models import DocumentKind
-
     return document_for(session, DocumentKind.CANCELLATION_CONFIRMATION, service)

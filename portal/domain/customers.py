@@ -1,13 +1,10 @@
-"""Customers as staff see them: finding one among many, creating and editing them (identity,
-billing address, contacts, further addresses, groups) and "view as customer".
+"""Customers as staff see them: creating and editing them (identity, billing address,
+contacts, further addresses, groups), their summary and "view as customer". Finding one among
+many is `customer_search`, checking a customer form `customer_validation`; their names are
+importable from here too.
 
 Rules:
-- Search asks indexed questions: a prefix of the lower-cased accent-free name key, of a
-  contact's search key (e-mail, digits of a phone) or of a login e-mail, and exact equality
-  on numbers (customer number, variable symbols of the customer, its services and invoices,
-  company id). Each is a separate indexed sub-query; their union names the customers. A
-  query that reads as a street (a name, with or without the house number) also asks the
-  addresses: a prefix range on their accent-free street keys (indexed, no scan).
+- Search asks indexed questions only (see `customer_search`).
 - Company ID (IČO) and VAT ID (DIČ) are checked with their check digits (python-stdnum), IBANs
   likewise; contacts follow the selfcare rules (`profile.normalise_contact`).
 - Every change writes one audit entry with before → after. Issued invoices copied the billing
@@ -20,449 +17,70 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from flask_babel import gettext as _
-from sqlalchemy import and_, bindparam, func, or_, select, union
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
-from stdnum import iban as stdnum_iban
-from stdnum.eu import vat as stdnum_vat
-from stdnum.exceptions import ValidationError
+from sqlalchemy.orm import Session
 
 from portal.domain import DomainError
 from portal.domain.actors import Actor
 from portal.domain.audit import diff, record, snapshot
 from portal.domain.balance import customer_balance
-from portal.domain.dunning import active_exceptions, open_case
+from portal.domain.customer_search import (  # re-exported: moved to customer_search
+    DIALLING_CODES,
+    SEARCH_MAX_LENGTH,
+    STREET_NAME_MIN_LENGTH,
+    CustomerFilters,
+    SearchResult,
+    _successor,
+    primary_contact,
+    search_customers,
+    search_statement,
+)
+from portal.domain.customer_validation import (  # re-exported: moved to customer_validation
+    COUNTRY_RE,
+    CUSTOMER_FIELDS,
+    CustomerInvalid,
+    _text,
+    format_iban,
+    normalise_company_id,
+    normalise_iban,
+    normalise_postal_code,
+    normalise_vat_id,
+    validate_customer,
+)
+from portal.domain.overdue import active_exceptions, open_case
 from portal.domain.payments import invoice_due, open_invoices_query
 from portal.domain.profile import normalise_contact
 from portal.models import (
     AddressKind,
-    BillingPlan,
     Contact,
     ContactKind,
     ContactPurpose,
     Customer,
     CustomerAddress,
     CustomerGroup,
-    CustomerKind,
     CustomerLogin,
     CustomerService,
     Delivery,
     Invoice,
-    Language,
-    Location,
     ServiceState,
 )
 from portal.models.base import ZERO, search_key
+from portal.models.customers import customer_group_membership
 
-# Phones are often typed without the country code they were stored with (or the reverse):
-# a national number is also looked up behind these codes (the portal's markets).
-DIALLING_CODES = ("420", "421")
-SEARCH_MAX_LENGTH = 100
-
-
-class CustomerInvalid(DomainError):
-    """Several fields of a customer form are wrong: `errors` maps each field to its message."""
-
-    def __init__(self, errors: dict[str, str]):
-        first_field, first_message = next(iter(errors.items()))
-        super().__init__(first_message, field=first_field)
-        self.errors = errors
-
-
-# ---------------------------------------------------------------------------------- search
-
-def _successor(prefix: str) -> str | None:
-    last = ord(prefix[-1])
-    if last >= 0x10FFFF:
-        return None
-    return prefix[:-1] + chr(last + 1)
-
-
-def _starts_with(column, prefix: str):
-    """`column` starts with `prefix` as a range (prefix ≤ value < successor): a B-tree index
-    answers it on every database (PostgreSQL uses an index for LIKE only under the "C"
-    collation or with text_pattern_ops). Exact under byte-order collations — SQLite, and
-    PostgreSQL's C / C.UTF-8, which the keys (lower-cased, accent-free) are compared in."""
-    upper = _successor(prefix)
-    if upper is None:
-        return column.startswith(prefix, autoescape=True)
-    return and_(column >= prefix, column < upper)
-
-
-def _phone_digits(query: str) -> tuple[str, bool] | None:
-    """(digits, international?) when the query reads as a phone number, else None."""
-    compact = re.sub(r"[\s\-/().]", "", query)
-    if not re.fullmatch(r"(\+|00)?[0-9]{3,15}", compact):
-        return None
-    if compact.startswith("+"):
-        return compact[1:], True
-    if compact.startswith("00"):
-        return compact[2:], True
-    return compact, False
-
-
-# A street name alone shorter than this would match half the streets of a town.
-STREET_NAME_MIN_LENGTH = 3
-
-
-def _looks_like_street(query: str) -> bool:
-    """A word of letters, a space and a house number: "Dlouhá 5", "Na Příkopě 12/3"; or a
-    street name alone, without digits: "Korunní", "Na Příkopě", "nám. Míru"."""
-    if re.fullmatch(r"[^\W\d_][^\d]*\s[0-9]+[0-9a-zA-Z/]*", query):
-        return True
-    return bool(re.fullmatch(r"[^\W\d_][^\d]*", query)) and len(search_key(query)) >= STREET_NAME_MIN_LENGTH
-
-
-def _matching_ids(query: str):
-    """The union of indexed sub-queries naming the customers that match `query`."""
-    # PostgreSQL text cannot hold NUL; a search for it finds nothing rather than failing.
-    raw = " ".join(query.replace("\x00", "").split())[:SEARCH_MAX_LENGTH]
-    key = search_key(raw)
-    parts = []
-    if key:
-        parts.append(select(Customer.id).where(_starts_with(Customer.name_key, key)))
-        words = key.split(" ")
-        if len(words) > 1:
-            # "jana novakova" and "novakova jana": one word starts the name key (indexed), the
-            # others start the first name (checked on those rows only).
-            raw_words = raw.lower().split(" ")
-            for i, word in enumerate(words):
-                others = [w for j, w in enumerate(words) if j != i] + [w for j, w in enumerate(raw_words) if j != i]
-                parts.append(select(Customer.id).where(
-                    _starts_with(Customer.name_key, word),
-                    or_(*[func.lower(Customer.first_name).startswith(o, autoescape=True) for o in others]),
-                ))
-    if raw:
-        parts.append(select(Customer.id).where(Customer.customer_number.in_({raw, raw.upper()})))
-    lowered = raw.lower()
-    if lowered and " " not in lowered:
-        # E-mails: contacts keep them lower-cased in value_key; logins lower-cased in email.
-        parts.append(select(Contact.customer_id).where(Contact.kind == ContactKind.EMAIL,
-                                                      _starts_with(Contact.value_key, lowered)))
-        parts.append(select(CustomerLogin.customer_id).where(_starts_with(CustomerLogin.email, lowered)))
-    compact = raw.replace(" ", "")
-    if compact.isdigit() and len(compact) <= 10:
-        for candidate in {compact, compact.lstrip("0") or "0"}:
-            parts.append(select(Customer.id).where(Customer.variable_symbol == candidate))
-            parts.append(select(CustomerService.customer_id).where(CustomerService.variable_symbol == candidate))
-            parts.append(select(Invoice.customer_id).where(Invoice.variable_symbol == candidate))
-    if compact and len(compact) <= 20:
-        company = compact.upper()
-        parts.append(select(Customer.id).where(Customer.company_id.in_({company, company.removeprefix("CZ").removeprefix("SK")})))
-    if key and _looks_like_street(raw):
-        # Street and house number ("Dlouhá 5", "dlouha 5") or a street alone ("Korunní"):
-        # a prefix of the billing or a further address's street key (indexed, accents ignored).
-        parts.append(select(Customer.id).where(_starts_with(Customer.street_key, key)))
-        parts.append(select(CustomerAddress.customer_id).where(_starts_with(CustomerAddress.street_key, key)))
-    phone = _phone_digits(raw)
-    if phone is not None:
-        digits, international = phone
-        keys = {digits}
-        if not international and len(digits) >= 6 and not digits.startswith("0"):
-            keys.update(code + digits for code in DIALLING_CODES)
-        if international:
-            for code in DIALLING_CODES:
-                if digits.startswith(code) and len(digits) > len(code) + 3:
-                    keys.add(digits[len(code):])
-        for k in keys:
-            parts.append(select(Contact.customer_id).where(Contact.kind == ContactKind.PHONE,
-                                                          _starts_with(Contact.value_key, k)))
-    return union(*parts) if parts else None
-
-
-@dataclass
-class CustomerFilters:
-    """What the customer list is narrowed by (the same for the page and its CSV)."""
-
-    query: str = ""
-    location_id: int | None = None
-    active: bool | None = None  # None: active and inactive
-    kind: CustomerKind | None = None
-    group_id: int | None = None
-
-
-def search_statement(filters: CustomerFilters, location_ids: Iterable[int] | None):
-    """SELECT of the matching customers in the operator's locations (None = all), ordered by
-    name key and id. Lists load their location and contacts with it."""
-    stmt = select(Customer)
-    if filters.query and filters.query.replace("\x00", "").strip():
-        matching = _matching_ids(filters.query)
-        if matching is None:
-            stmt = stmt.where(False)
-        else:
-            stmt = stmt.where(Customer.id.in_(matching))
-    if location_ids is not None:
-        stmt = stmt.where(Customer.location_id.in_(list(location_ids)))
-    if filters.location_id is not None:
-        stmt = stmt.where(Customer.location_id == filters.location_id)
-    if filters.active is not None:
-        stmt = stmt.where(Customer.active.is_(filters.active))
-    if filters.kind is not None:
-        stmt = stmt.where(Customer.kind == filters.kind)
-    if filters.group_id is not None:
-        from portal.models.customers import customer_group_membership as m
-
-        stmt = stmt.where(Customer.id.in_(select(m.c.customer_id).where(m.c.group_id == filters.group_id)))
-    return stmt.order_by(Customer.name_key, Customer.id)
-
-
-@dataclass
-class SearchResult:
-    items: list[Customer]
-    total: int
-    # customer id → {ContactKind.EMAIL: value, ContactKind.PHONE: value}: the primary one of
-    # each kind, else the first (what the list shows; see primary_contact).
-    contacts: dict[int, dict[ContactKind, str]] = field(default_factory=dict)
-
-
-@functools.cache
-def _listed_contacts():
-    """The e-mails and phones of a page of customers as plain rows: loading every contact
-    as an object (selectinload) cost a third of the search's time."""
-    return (select(Contact.customer_id, Contact.kind, Contact.value)
-            .where(Contact.customer_id.in_(bindparam("ids", expanding=True)),
-                   Contact.kind.in_((ContactKind.EMAIL, ContactKind.PHONE)))
-            .order_by(Contact.customer_id, Contact.primary.desc(), Contact.id))
-
-
-def search_customers(session: Session, query: str, location_ids: Iterable[int] | None, *,
-                     limit: int = 25, offset: int = 0, filters: CustomerFilters | None = None) -> SearchResult:
-    """Customers matching `query` by name (prefix, accents ignored), customer number, variable
-    symbol (the customer's, a service's or an invoice's), company id, e-mail (prefix), phone
-    (prefix; with or without the country code) or street, with or without the house number
-    (prefix of the billing or a further address), limited to `location_ids` (None = every location). Three
-    statements: count, page, the page's e-mails and phones."""
-    filters = filters or CustomerFilters()
-    filters.query = query or ""
-    stmt = search_statement(filters, location_ids)
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    items = list(session.scalars(stmt.options(joinedload(Customer.location)).limit(limit).offset(offset)))
-    contacts: dict[int, dict[ContactKind, str]] = {}
-    if items:
-        for customer_id, kind, value in session.execute(_listed_contacts(), {"ids": [c.id for c in items]}):
-            contacts.setdefault(customer_id, {}).setdefault(kind, value)
-    return SearchResult(items=items, total=total, contacts=contacts)
-
-
-def primary_contact(customer: Customer, kind: ContactKind) -> Contact | None:
-    """The primary e-mail (or phone), else the first one."""
-    mine = [c for c in customer.contacts if c.kind == kind]
-    return next((c for c in mine if c.primary), mine[0] if mine else None)
-
-
-# ---------------------------------------------------------------------------------- validation
-
-COUNTRY_RE = re.compile(r"[A-Z]{2}")
-_POSTAL_CODE = re.compile(r"[0-9A-Z][0-9A-Z \-]{1,9}")
-
-
-def normalise_company_id(value: str | None, country: str) -> str | None:
-    """A company id (IČO): for CZ and SK eight digits with the mod-11 check digit (shorter
-    ones are zero-padded, as the registers print them); elsewhere letters and digits."""
-    text = re.sub(r"\s", "", value or "")
-    if not text:
-        return None
-    if country in ("CZ", "SK"):
-        if not text.isdigit() or len(text) > 8:
-            raise DomainError(_("A company id has eight digits."), field="company_id")
-        text = text.zfill(8)
-        total = sum(int(d) * w for d, w in zip(text[:7], range(8, 1, -1), strict=True))
-        if (11 - total % 11) % 10 != int(text[7]):
-            raise DomainError(_("This company id does not exist: its check digit is wrong."), field="company_id")
-        return text
-    if not re.fullmatch(r"[0-9A-Za-z\-]{2,20}", text):
-        raise DomainError(_("A company id is letters and digits only."), field="company_id")
-    return text.upper()
-
-
-def normalise_vat_id(value: str | None) -> str | None:
-    """An EU VAT id with its country prefix (CZ12345679, SK2020273893), checked by its country's
-    rule; stored compact and upper-case."""
-    text = (value or "").strip()
-    if not text:
-        return None
-    compact = re.sub(r"[\s.\-/]", "", text).upper()
-    if not re.match(r"^[A-Z]{2}", compact):
-        raise DomainError(_("Start the VAT ID with its country code, e.g. CZ12345679."), field="vat_id")
-    try:
-        return stdnum_vat.validate(compact)
-    except ValidationError as exc:
-        raise DomainError(_("This VAT ID is not valid."), field="vat_id") from exc
-
-
-def normalise_iban(value: str | None) -> str | None:
-    """An IBAN (check digits verified); stored compact."""
-    text = (value or "").strip()
-    if not text:
-        return None
-    try:
-        return stdnum_iban.validate(text)
-    except ValidationError as exc:
-        raise DomainError(_("This IBAN is not valid."), field="iban") from exc
-
-
-def format_iban(value: str | None) -> str:
-    return stdnum_iban.format(value) if value else ""
-
-
-def normalise_postal_code(value: str | None, country: str, field_name: str = "postal_code") -> str:
-    text = " ".join((value or "").split()).upper()
-    if not text:
-        raise DomainError(_("Enter the postal code."), field=field_name)
-    if country in ("CZ", "SK"):
-        digits = text.replace(" ", "")
-        if not re.fullmatch(r"[0-9]{5}", digits):
-            raise DomainError(_("A postal code here has five digits."), field=field_name)
-        return f"{digits[:3]} {digits[3:]}"
-    if not _POSTAL_CODE.fullmatch(text):
-        raise DomainError(_("This is not a valid postal code."), field=field_name)
-    return text
-
-
-def _text(data: Mapping, name: str, limit: int) -> str:
-    return " ".join(str(data.get(name) or "").split())[:limit]
-
-
-# Fields of the customer record the staff form edits, in the order the audit lists them.
-CUSTOMER_FIELDS = [
-    "location_id", "kind", "first_name", "last_name", "company_name", "company_id", "vat_id", "iban",
-    "birth_date", "street", "city", "postal_code", "country", "language", "billing_plan_id",
-    "credit_limit", "note", "active",
+__all__ = [
+    "add_address", "add_contact", "ADDRESS_FIELDS", "COUNTRY_RE", "create_customer",
+    "create_group", "CUSTOMER_FIELDS", "customer_summary", "CustomerFilters", "CustomerInvalid",
+    "CustomerSummary", "DIALLING_CODES", "end_impersonation", "format_iban", "groups_with_counts",
+    "impersonation_login", "normalise_company_id", "normalise_iban", "normalise_postal_code",
+    "normalise_vat_id", "primary_contact", "remove_address", "remove_contact", "search_customers",
+    "SEARCH_MAX_LENGTH", "search_statement", "SearchResult", "SERVICE_STATES",
+    "start_impersonation", "STREET_NAME_MIN_LENGTH", "_successor", "update_address",
+    "update_contact", "update_customer", "update_group", "validate_customer",
 ]
-
-
-def validate_customer(session: Session, data: Mapping, *, location_ids: Iterable[int] | None,
-                      today: date | None = None) -> dict:
-    """The customer fields from a form's raw values, checked and normalised; CustomerInvalid
-    names every wrong field. `location_ids`: where the operator may put customers (None = all)."""
-    today = today or date.today()
-    errors: dict[str, str] = {}
-    out: dict = {}
-
-    def check(name, fn):
-        try:
-            out[name] = fn()
-        except DomainError as exc:
-            errors.setdefault(exc.field or name, str(exc))
-
-    def kind():
-        try:
-            return CustomerKind(data.get("kind"))
-        except ValueError as exc:
-            raise DomainError(_("Choose a person or a company."), field="kind") from exc
-
-    def location():
-        try:
-            ident = int(data.get("location_id"))
-        except (TypeError, ValueError) as exc:
-            raise DomainError(_("Choose the location."), field="location_id") from exc
-        allowed = location_ids is None or ident in set(location_ids)
-        if not allowed or session.get(Location, ident) is None:
-            raise DomainError(_("Choose the location."), field="location_id")
-        return ident
-
-    check("kind", kind)
-    check("location_id", location)
-    the_kind = out.get("kind")
-    out["first_name"] = _text(data, "first_name", 100) or None
-    out["last_name"] = _text(data, "last_name", 100) or None
-    out["company_name"] = _text(data, "company_name", 200) or None
-    if the_kind == CustomerKind.PERSON and not out["last_name"]:
-        errors["last_name"] = _("Enter the last name.")
-    if the_kind == CustomerKind.COMPANY and not out["company_name"]:
-        errors["company_name"] = _("Enter the company name.")
-    if the_kind == CustomerKind.COMPANY:
-        out["first_name"] = out["first_name"] if out["last_name"] else None
-
-    country = _text(data, "country", 10).upper()
-    if not COUNTRY_RE.fullmatch(country):
-        errors["country"] = _("Choose the country.")
-    out["country"] = country
-    check("company_id", lambda: normalise_company_id(data.get("company_id"), country))
-    check("vat_id", lambda: normalise_vat_id(data.get("vat_id")))
-    check("iban", lambda: normalise_iban(data.get("iban")))
-
-    def birth_date():
-        value = data.get("birth_date")
-        if value in (None, ""):
-            return None
-        if isinstance(value, str):
-            try:
-                value = date.fromisoformat(value)
-            except ValueError as exc:
-                raise DomainError(_("Enter the date as YYYY-MM-DD."), field="birth_date") from exc
-        if value > today or value.year < today.year - 130:
-            raise DomainError(_("This birth date is not possible."), field="birth_date")
-        return value
-
-    check("birth_date", birth_date)
-    if the_kind == CustomerKind.COMPANY:
-        out["birth_date"] = None
-
-    out["street"] = _text(data, "street", 200)
-    out["city"] = _text(data, "city", 100)
-    if not out["street"]:
-        errors["street"] = _("Enter the street and house number.")
-    if not out["city"]:
-        errors["city"] = _("Enter the city.")
-    check("postal_code", lambda: normalise_postal_code(data.get("postal_code"), country))
-
-    def language():
-        try:
-            return Language(data.get("language") or "cs")
-        except ValueError as exc:
-            raise DomainError(_("Choose a language."), field="language") from exc
-
-    check("language", language)
-
-    def billing_plan():
-        value = data.get("billing_plan_id")
-        if value in (None, "", 0, "0"):
-            return None
-        try:
-            ident = int(value)
-        except (TypeError, ValueError) as exc:
-            raise DomainError(_("Choose a billing plan."), field="billing_plan_id") from exc
-        if session.get(BillingPlan, ident) is None:
-            raise DomainError(_("Choose a billing plan."), field="billing_plan_id")
-        return ident
-
-    check("billing_plan_id", billing_plan)
-
-    def credit_limit():
-        value = data.get("credit_limit")
-        if value in (None, ""):
-            return ZERO
-        try:
-            amount = Decimal(str(value).replace(" ", "").replace(",", "."))
-        except InvalidOperation as exc:
-            raise DomainError(_("Enter an amount, e.g. 500 or 500.00."), field="credit_limit") from exc
-        if not amount.is_finite() or amount < 0 or amount >= Decimal("10000000000"):
-            raise DomainError(_("The credit limit is zero or more."), field="credit_limit")
-        return amount.quantize(Decimal("0.01"))
-
-    check("credit_limit", credit_limit)
-    out["note"] = str(data.get("note") or "").strip()[:5000]
-    out["active"] = bool(data.get("active"))
-
-    def groups():
-        raw = data.get("group_ids") or []
-        try:
-            ids = sorted({int(v) for v in raw})
-        except (TypeError, ValueError) as exc:
-            raise DomainError(_("Choose groups from the list."), field="group_ids") from exc
-        found = list(session.scalars(select(CustomerGroup).where(CustomerGroup.id.in_(ids)).order_by(CustomerGroup.name))) if ids else []
-        if len(found) != len(ids):
-            raise DomainError(_("Choose groups from the list."), field="group_ids")
-        return found
-
-    check("groups", groups)
-    if errors:
-        raise CustomerInvalid(errors)
-    return out
 
 
 # ---------------------------------------------------------------------------------- numbers
@@ -758,8 +376,7 @@ def update_group(session: Session, actor: Actor, group: CustomerGroup, *, name: 
 
 def groups_with_counts(session: Session, location_ids: Iterable[int] | None) -> list[tuple[CustomerGroup, int]]:
     """Every group with how many of the operator's customers are in it (two statements)."""
-    from portal.models.customers import customer_group_membership as m
-
+    m = customer_group_membership
     counts_q = select(m.c.group_id, func.count()).join(Customer, Customer.id == m.c.customer_id)
     if location_ids is not None:
         counts_q = counts_q.where(Customer.location_id.in_(list(location_ids)))

@@ -28,6 +28,9 @@ case:
   every invoice its reminders covered is paid and what is still overdue has not reached a
   blocking level. A settled case unblocks exactly the services it blocked that are still
   blocked by it (a service staff blocked themselves stays blocked) and closes.
+
+What is overdue, the ladders, the open case and the exceptions in force are read in `overdue`
+(importable from here too); this module writes: the run, and the exceptions staff grant.
 """
 from __future__ import annotations
 
@@ -37,14 +40,29 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
+from flask_babel import force_locale
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import bindparam, literal, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from portal.domain import DomainError, lifecycle
 from portal.domain.actors import Actor
 from portal.domain.audit import record
+from portal.domain.overdue import (  # re-exported: moved to overdue
+    active_exceptions,
+    blocking_exception_state,
+    interval,
+    ladder_for,
+    ladders,
+    next_level,
+    open_case,
+    overdue_by_customer,
+    overdue_invoices,
+    services_blocked_by,
+)
 from portal.domain.recipients import billing_email
+from portal.mail import send_email
 from portal.models import (
     ActorType,
     BlockingException,
@@ -54,6 +72,7 @@ from portal.models import (
     Customer,
     CustomerService,
     DebtRecoveryCase,
+    EmailState,
     ExceptionKind,
     Invoice,
     InvoiceState,
@@ -63,6 +82,14 @@ from portal.models import (
     ServiceState,
 )
 from portal.models.base import ZERO, utcnow
+
+__all__ = [
+    "active_exceptions", "BATCH", "blocking_forecast", "check_run_scope", "dunning_overview",
+    "DunningResult", "DunningRunRefused", "exempt_from_blocking", "interval", "ladder_for",
+    "ladders", "LevelSummary", "next_level", "open_case", "overdue_by_customer",
+    "overdue_invoices", "postpone_blocking", "Progress", "revoke_exception", "run_dunning",
+    "services_blocked_by",
+]
 
 Progress = Callable[[int, int], None]  # (customers done, customers in total)
 
@@ -121,138 +148,10 @@ class DunningResult:
         ])
 
 
-# -- what is overdue -----------------------------------------------------------------------------
-
-
-def _overdue_query(customer_ids: list[int], on: date):
-    """Rows of (invoice, credited) for the customers' overdue invoices. The payment rules'
-    view of "credited" (credit notes that settle an invoice) is used when present; without it
-    credited is 0 and what is due is gross − paid."""
-    try:
-        from portal.domain.payments import credited_expr
-    except ImportError:  # the payment rules not there yet
-        credited = literal(0)
-    else:
-        credited = credited_expr()
-    return (
-        select(Invoice, credited.label("credited"))
-        .where(
-            Invoice.customer_id.in_(customer_ids),
-            Invoice.type == InvoiceType.INVOICE,
-            Invoice.state == InvoiceState.ISSUED,
-            Invoice.due_date < on,
-            Invoice.gross_total - Invoice.paid_amount - credited > 0,
-        )
-        .order_by(Invoice.customer_id, Invoice.due_date, Invoice.id)
-    )
-
-
-def _due(invoice: Invoice, credited) -> Decimal:
-    try:
-        from portal.domain.payments import invoice_due
-    except ImportError:
-        return invoice.amount_due
-    return invoice_due(invoice, credited)
-
-
-def overdue_by_customer(session: Session, customer_ids: list[int], on: date) -> dict[int, list[tuple[Invoice, Decimal]]]:
-    """{customer id: [(invoice, amount due), …]} — overdue on `on` means an issued invoice
-    (type invoice) with something still due and a due date before `on`; oldest due first."""
-    out: dict[int, list[tuple[Invoice, Decimal]]] = defaultdict(list)
-    for invoice, credited in session.execute(_overdue_query(customer_ids, on)):
-        due = _due(invoice, credited)
-        if due > 0:
-            out[invoice.customer_id].append((invoice, due))
-    return out
-
-
-def overdue_invoices(session: Session, customer_id: int, on: date) -> list[tuple[Invoice, Decimal]]:
-    """The customer's overdue invoices on `on` with what is due on each, oldest due first."""
-    return overdue_by_customer(session, [customer_id], on).get(customer_id, [])
-
-
-def ladders(session: Session) -> dict[int | None, list[ReminderLevel]]:
-    """Reminder levels by billing plan id (None = the default ladder), lowest level first."""
-    out: dict[int | None, list[ReminderLevel]] = defaultdict(list)
-    for level in session.scalars(select(ReminderLevel).order_by(ReminderLevel.level)):
-        out[level.billing_plan_id].append(level)
-    return dict(out)
-
-
-def ladder_for(customer: Customer, all_ladders: dict[int | None, list[ReminderLevel]]) -> list[ReminderLevel]:
-    """The customer's billing plan's ladder if it has one, else the default ladder."""
-    return all_ladders.get(customer.billing_plan_id) or all_ladders.get(None) or []
-
-
-def next_level(ladder: list[ReminderLevel], current: int) -> ReminderLevel | None:
-    """The first level of the ladder above `current` (0 = no reminder yet), or None at the top."""
-    return next((lvl for lvl in ladder if lvl.level > current), None)
-
-
-def interval(ladder: list[ReminderLevel], level: ReminderLevel) -> int:
-    """Days the previous reminder must be old before `level` may follow it: the difference of
-    their days_overdue (0 for the first level of the ladder)."""
-    before = [lvl for lvl in ladder if lvl.level < level.level]
-    return max(level.days_overdue - before[-1].days_overdue, 0) if before else 0
-
-
-def open_case(session: Session, customer_id: int) -> DebtRecoveryCase | None:
-    return session.scalar(_OPEN_CASE, {"customer_id": customer_id})
-
-
-# Pages ask these for every customer they show: built once, with the customer bound.
-_OPEN_CASE = (
-    select(DebtRecoveryCase)
-    .where(DebtRecoveryCase.customer_id == bindparam("customer_id"), DebtRecoveryCase.state != CaseState.CLOSED)
-    .order_by(DebtRecoveryCase.id.desc())
-    .limit(1)
-)
-_ACTIVE_EXCEPTIONS = select(BlockingException).where(
-    BlockingException.customer_id == bindparam("customer_id"), BlockingException.revoked_at.is_(None))
-
-
-def _exception_state(exceptions: list[BlockingException], on: date) -> tuple[bool, date | None]:
-    never, until = False, None
-    for exc in exceptions:
-        if exc.revoked_at is not None:
-            continue
-        if exc.kind == ExceptionKind.NEVER_BLOCK:
-            never = True
-        elif exc.until is not None and exc.until >= on and (until is None or exc.until > until):
-            until = exc.until
-    return never, until
-
-
-def active_exceptions(session: Session, customer_id: int, on: date) -> tuple[bool, date | None]:
-    """(never block?, postponed until) from the customer's unrevoked exceptions on `on`."""
-    return _exception_state(list(session.scalars(_ACTIVE_EXCEPTIONS, {"customer_id": customer_id})), on)
-
-
-def services_blocked_by(session: Session, case: DebtRecoveryCase) -> list[CustomerService]:
-    """The customer's services that are blocked because of this case (their blocking event is
-    linked to it) — never a service staff blocked themselves."""
-    services = session.scalars(
-        select(CustomerService)
-        .where(CustomerService.customer_id == case.customer_id, CustomerService.state == ServiceState.BLOCKED)
-        .order_by(CustomerService.id)
-    ).all()
-    out = []
-    for service in services:
-        event = lifecycle.blocking_event(service)
-        if event is not None and event.debt_recovery_case_id == case.id:
-            out.append(service)
-    return out
-
-
 def _send(session: Session, customer: Customer, to: str | None, subject, template: str, **context) -> bool:
     """E-mail the customer in their language (`subject` is a lazy string); True when sent."""
     if not to:
         return False
-    from flask_babel import force_locale
-
-    from portal.mail import send_email
-    from portal.models import EmailState
-
     lang = customer.language.value if customer.language else None
     with force_locale(lang):
         row = send_email(to, str(subject), template, customer_id=customer.id, customer=customer, **context)
@@ -317,7 +216,7 @@ def run_dunning(session: Session, *, on: date, actor: Actor, progress: Progress 
             result.customers_considered += 1
             _dun_customer(session, customer, ladder_for(customer, all_ladders), overdue.get(customer.id, []),
                           cases.get(customer.id),
-                          _exception_state(exceptions[customer.id], on), on=on, actor=actor, result=result,
+                          blocking_exception_state(exceptions[customer.id], on), on=on, actor=actor, result=result,
                           dry_run=dry_run)
             done += 1
             if progress:
@@ -531,9 +430,9 @@ def postpone_blocking(session: Session, customer: Customer, *, until: date, reas
     A service already blocked stays blocked."""
     reason = (reason or "").strip()
     if not reason:
-        raise DomainError("Give a reason.", field="reason")
+        raise DomainError(_("Give a reason."), field="reason")
     if until < (today or date.today()):
-        raise DomainError("The date must not be in the past.", field="until")
+        raise DomainError(_("The date must not be in the past."), field="until")
     exc = BlockingException(customer_id=customer.id, kind=ExceptionKind.POSTPONE, until=until, reason=reason,
                             **_author(actor))
     session.add(exc)
@@ -552,7 +451,7 @@ def exempt_from_blocking(session: Session, customer: Customer, *, reason: str, a
     customer.dunning_exempt. Reminders still go out."""
     reason = (reason or "").strip()
     if not reason:
-        raise DomainError("Give a reason.", field="reason")
+        raise DomainError(_("Give a reason."), field="reason")
     exc = BlockingException(customer_id=customer.id, kind=ExceptionKind.NEVER_BLOCK, until=None, reason=reason,
                             **_author(actor))
     session.add(exc)
@@ -570,7 +469,7 @@ def revoke_exception(session: Session, exception: BlockingException, *, actor: A
     revoking a postponement puts a postponed case back to reminded (or to the next
     postponement still running)."""
     if exception.revoked_at is not None:
-        raise DomainError("This exception was already revoked.")
+        raise DomainError(_("This exception was already revoked."))
     exception.revoked_at = utcnow()
     exception.revoked_by_id = actor.id if actor.type == ActorType.OPERATOR else None
     session.flush()
@@ -602,8 +501,8 @@ def check_run_scope(location_ids) -> None:
     services anywhere, so only an operator without location limits (`location_ids` None)
     may run or preview it."""
     if location_ids is not None:
-        raise DunningRunRefused("A dunning run covers every location; only an operator without location limits "
-                                "may start or preview one.")
+        raise DunningRunRefused(_("A dunning run covers every location; only an operator without location limits "
+                                  "may start or preview one."))
 
 
 @dataclass
@@ -620,8 +519,6 @@ def dunning_overview(session: Session, *, on: date, location_ids=None) -> list[L
     """Open cases (not closed) per level, with their states and the debt overdue on `on`
     (gross − paid − credited of issued invoices due before `on`) per currency, limited to
     the customers of `location_ids` (None = all). Two queries."""
-    from sqlalchemy import func
-
     scope = [] if location_ids is None else [Customer.location_id.in_(list(location_ids))]
     levels: dict[int, LevelSummary] = {}
     for level, state, count in session.execute(

@@ -18,28 +18,45 @@ stored as *scheduled* (`scheduled_for` set, `done_at` null, the state untouched)
 out by `apply_scheduled` (`flask services apply-scheduled`), which checks the rules again on
 that day: a step that no longer fits (say, an unblock for a service cancelled meanwhile) is
 closed as refused instead of applied.
+
+Price and period arithmetic is in `periods`, the plan-change previews in `plan_previews` (both
+importable from here); `plan_change.change_plan` adds the agreement annex to a plan change.
 """
 from __future__ import annotations
 
-import calendar
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from datetime import date, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.domain import DomainError
 from portal.domain.actors import Actor
 from portal.domain.audit import record
+from portal.domain.blocked_credit import credit_blocked_days
+from portal.domain.periods import (  # re-exported: moved to periods (used here too)
+    CENT,
+    add_months,
+    next_period_start,
+    period_bounds,
+    price_on,
+    prorated,
+    split_vat,
+)
+from portal.domain.plan_previews import (  # re-exported: moved to plan_previews
+    PendingPlanChange,
+    pending_plan_changes,
+    plan_change_preview,
+    without_pending_successors,
+)
+from portal.domain.wording import day
 from portal.models import (
     BillingPlan,
-    Charge,
-    ChargeKind,
     Customer,
     CustomerService,
-    Period,
     ServiceDefinition,
     ServiceEvent,
     ServiceEventKind,
@@ -47,7 +64,14 @@ from portal.models import (
 )
 from portal.models.base import utcnow
 
-CENT = Decimal("0.01")
+__all__ = [
+    "activate", "ACTIVE", "add_months", "allowed_actions", "apply_scheduled", "block", "BLOCKED",
+    "blocking_event", "cancel", "CANCELLED", "CENT", "change_plan", "check_cancel",
+    "check_change_plan", "earliest_end_date", "next_period_start", "order_service", "ORDERED",
+    "pending_events", "pending_plan_changes", "PendingPlanChange", "period_bounds",
+    "plan_change_preview", "price_on", "prorated", "RULES", "split_vat", "TransitionNotAllowed",
+    "unblock", "without_pending_successors",
+]
 
 ORDERED, ACTIVE, BLOCKED, CANCELLED = (
     ServiceState.ORDERED,
@@ -74,12 +98,13 @@ _ACTION_OF_KIND = {
     ServiceEventKind.CANCELLED: "cancel",
 }
 
-_ACTION_LABEL = {
-    "activate": "activated",
-    "block": "blocked",
-    "unblock": "unblocked",
-    "change_plan": "changed to another plan",
-    "cancel": "cancelled",
+# Why an action is refused from the service's state (formatted with the state's value).
+_REFUSED_FROM = {
+    "activate": _l("A service in state “%(state)s” cannot be activated."),
+    "block": _l("A service in state “%(state)s” cannot be blocked."),
+    "unblock": _l("A service in state “%(state)s” cannot be unblocked."),
+    "change_plan": _l("A service in state “%(state)s” cannot be changed to another plan."),
+    "cancel": _l("A service in state “%(state)s” cannot be cancelled."),
 }
 
 
@@ -87,93 +112,24 @@ class TransitionNotAllowed(DomainError):
     """The service's state (or the catalogue) does not allow this step."""
 
 
-# -- small date and money helpers -------------------------------------------------------------
-
-
-def add_months(d: date, months: int) -> date:
-    """The same day `months` later, clamped to the month's end (31 Jan + 1 = 28/29 Feb)."""
-    y, m = divmod(d.month - 1 + months, 12)
-    year, month = d.year + y, m + 1
-    return date(year, month, min(d.day, calendar.monthrange(year, month)[1]))
-
-
-def period_bounds(period: Period, d: date) -> tuple[date, date]:
-    """The calendar-aligned billing period (first day, last day) that contains `d`.
-    A one-off service has no cycle; it is treated as monthly for proration."""
-    months = period.months or 1
-    first_month = (d.month - 1) // months * months + 1
-    start = date(d.year, first_month, 1)
-    return start, add_months(start, months) - timedelta(days=1)
-
-
-def next_period_start(period: Period, d: date) -> date:
-    return period_bounds(period, d)[1] + timedelta(days=1)
-
-
-def _money(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def price_on(service: CustomerService, d: date, definition: ServiceDefinition | None = None) -> Decimal:
-    """The price per period that applies on `d`: the override, else the latest price change
-    effective by then, else the definition's price."""
-    definition = definition or service.definition
-    if definition is service.definition and service.price_override is not None:
-        return service.price_override
-    price = definition.price
-    for change in definition.price_changes:  # ordered by effective_from
-        if change.effective_from <= d:
-            price = change.new_price
-    return price
-
-
-def split_vat(amount: Decimal, vat_rate: Decimal, includes_vat: bool) -> dict[str, Decimal]:
-    """net/vat/gross of an amount (gross when `includes_vat`), rounded half-up to cents."""
-    rate = vat_rate / Decimal(100)
-    if includes_vat:
-        gross = _money(amount)
-        vat = _money(gross * rate / (1 + rate))
-        return {"net": gross - vat, "vat": vat, "gross": gross}
-    net = _money(amount)
-    vat = _money(net * rate)
-    return {"net": net, "vat": vat, "gross": net + vat}
-
-
-def prorated(price: Decimal, period: Period, first: date, last: date) -> Decimal:
-    """`price` per period × days in service / days in period for every period the span
-    [first, last] touches, each rounded half-up to the cent as a billing run rounds its
-    charges, summed."""
-    total = Decimal("0.00")
-    d = first
-    while d <= last:
-        p_start, p_end = period_bounds(period, d)
-        seg_end = min(p_end, last)
-        days, period_days = (seg_end - d).days + 1, (p_end - p_start).days + 1
-        total += _money(price if days >= period_days else price * Decimal(days) / Decimal(period_days))
-        d = seg_end + timedelta(days=1)
-    return total
-
-
 # -- the rules ---------------------------------------------------------------------------------
 
 
 def allowed_actions(service: CustomerService) -> list[str]:
     """The actions the rules table allows from the service's current state (for buttons)."""
-    return [a for a, (sources, _) in RULES.items() if service.state in sources]
+    return [a for a, (sources, _to) in RULES.items() if service.state in sources]
 
 
 def _check(service: CustomerService, action: str) -> None:
-    sources, _ = RULES[action]
+    sources, _to = RULES[action]
     if service.state not in sources:
-        raise TransitionNotAllowed(
-            f"A service in state “{service.state.value}” cannot be {_ACTION_LABEL[action]}."
-        )
+        raise TransitionNotAllowed(_REFUSED_FROM[action] % {"state": service.state.value})
 
 
 def _require_reason(reason: str) -> str:
     reason = (reason or "").strip()
     if not reason:
-        raise DomainError("Give a reason.", field="reason")
+        raise DomainError(_("Give a reason."), field="reason")
     return reason
 
 
@@ -231,13 +187,14 @@ def order_service(session: Session, customer: Customer, definition: ServiceDefin
     """Record an order: a new service in state `ordered`. Only an active definition valid
     on the order date may be ordered."""
     if not definition.active:
-        raise TransitionNotAllowed(f"“{definition.name}” is no longer offered.", field="definition")
+        raise TransitionNotAllowed(_("“%(name)s” is no longer offered.", name=definition.name), field="definition")
     if definition.valid_from > ordered_on or (definition.valid_to is not None and definition.valid_to < ordered_on):
         raise TransitionNotAllowed(
-            f"“{definition.name}” cannot be ordered on {ordered_on.isoformat()}.", field="definition"
+            _("“%(name)s” cannot be ordered on %(day)s.", name=definition.name, day=day(ordered_on)),
+            field="definition",
         )
     if price_override is not None and price_override < 0:
-        raise DomainError("A price cannot be negative.", field="price_override")
+        raise DomainError(_("A price cannot be negative."), field="price_override")
     service = CustomerService(
         customer=customer,
         definition=definition,
@@ -309,7 +266,7 @@ def _apply_unblock(session: Session, service: CustomerService, event: ServiceEve
     service.state = ACTIVE
     changes: dict = {}
     if event.details.get("credit_blocked_days") and blocked is not None:
-        charge = _credit_blocked_days(session, service, blocked.effective_on, event)
+        charge = credit_blocked_days(session, service, blocked.effective_on, event)
         if charge is not None:
             event.details = {**event.details, "credit_charge_id": charge.id, "credit_gross": str(charge.gross)}
             changes["credit_charge_id"] = [None, charge.id]
@@ -317,53 +274,11 @@ def _apply_unblock(session: Session, service: CustomerService, event: ServiceEve
     return changes
 
 
-def _credit_blocked_days(session: Session, service: CustomerService, blocked_from: date,
-                         event: ServiceEvent) -> Charge | None:
-    """A negative `credit` charge for the days from the block's effective date up to the day
-    before the unblock, prorated like a service charge (price per period × days / days in the
-    period, per period touched). It waits uninvoiced, so the next billing run puts it on the
-    customer's invoice. Discriminator = the unblock event's id: one credit per unblock."""
-    last = event.effective_on - timedelta(days=1)
-    if last < blocked_from or service.definition.period == Period.ONE_OFF:
-        return None
-    definition = service.definition
-    amount = prorated(price_on(service, blocked_from), definition.period, blocked_from, last)
-    parts = split_vat(amount, definition.vat_rate, definition.price_includes_vat)
-    if parts["gross"] == 0:
-        return None
-    days = (last - blocked_from).days + 1
-    charge = Charge(
-        customer_id=service.customer_id,
-        customer_service_id=service.id,
-        billing_plan_id=service.billing_plan_id or service.customer.billing_plan_id,
-        period_start=blocked_from,
-        period_end=last,
-        kind=ChargeKind.CREDIT,
-        discriminator=str(event.id),
-        description=f"Credit for {days} blocked day{'s' if days != 1 else ''} "
-                    f"({blocked_from.isoformat()} – {last.isoformat()}): {definition.customer_name}",
-        quantity=Decimal(1),
-        unit="pcs",
-        unit_price=-parts["net"],
-        vat_rate=definition.vat_rate,
-        net=-parts["net"],
-        vat=-parts["vat"],
-        gross=-parts["gross"],
-        currency=service.customer.location.currency,
-    )
-    if hasattr(Charge, "price_includes_vat"):
-        # The billing run's VAT recapitulation keeps the gross of VAT-inclusive tariffs fixed.
-        charge.price_includes_vat = definition.price_includes_vat
-    session.add(charge)
-    session.flush()
-    return charge
-
-
 def unblock(session: Session, service: CustomerService, *, actor: Actor, on: date, reason: str, case=None,
             credit_blocked_days: bool = False, today: date | None = None) -> ServiceEvent:
     """blocked → active, with a reason. With `credit_blocked_days` the customer is credited
     for the days the service was blocked: a negative `credit` charge (prorated, VAT as the
-    service's) that the next billing run invoices; see `_credit_blocked_days`."""
+    service's) that the next billing run invoices; see `blocked_credit.credit_blocked_days`."""
     reason = _require_reason(reason)
     return _step(session, service, "unblock", ServiceEventKind.UNBLOCKED, actor=actor, on=on, reason=reason,
                  case=case, today=today, details={"credit_blocked_days": bool(credit_blocked_days)})
@@ -405,14 +320,16 @@ def cancel(session: Session, service: CustomerService, *, actor: Actor, on: date
     if on is None:
         on = earliest
     if on < earliest and not waive_notice:
-        raise TransitionNotAllowed(
-            f"The earliest possible end date is {earliest.isoformat()} (notice period"
-            f"{' and commitment' if service.commitment_until and service.commitment_until >= earliest else ''}).",
-            field="on",
-        )
+        # The date stays ISO here: tests/domain/test_lifecycle.py pins it in this message.
+        if service.commitment_until and service.commitment_until >= earliest:
+            message = _("The earliest possible end date is %(day)s (notice period and commitment).",
+                        day=earliest.isoformat())
+        else:
+            message = _("The earliest possible end date is %(day)s (notice period).", day=earliest.isoformat())
+        raise TransitionNotAllowed(message, field="on")
     if service.billing_from is not None and on < service.billing_from:
         raise TransitionNotAllowed(
-            f"A cancellation cannot take effect before billing started ({service.billing_from.isoformat()}).",
+            _("A cancellation cannot take effect before billing started (%(day)s).", day=day(service.billing_from)),
             field="on",
         )
     _refuse_if_pending(service, {ServiceEventKind.CANCELLED, ServiceEventKind.CHANGED})
@@ -429,9 +346,12 @@ def cancel(session: Session, service: CustomerService, *, actor: Actor, on: date
 def _refuse_if_pending(service: CustomerService, kinds: set[ServiceEventKind]) -> None:
     for e in pending_events(service):
         if e.kind in kinds:
-            what = "a cancellation" if e.kind == ServiceEventKind.CANCELLED else "a plan change"
+            if e.kind == ServiceEventKind.CANCELLED:
+                raise TransitionNotAllowed(
+                    _("The service already has a cancellation scheduled for %(day)s.", day=day(e.scheduled_for))
+                )
             raise TransitionNotAllowed(
-                f"The service already has {what} scheduled for {e.scheduled_for.isoformat()}."
+                _("The service already has a plan change scheduled for %(day)s.", day=day(e.scheduled_for))
             )
 
 
@@ -444,10 +364,10 @@ def check_cancel(service: CustomerService, *, on: date | None, waive_notice: boo
     earliest = earliest_end_date(service, today)
     on = on or earliest
     if on < earliest and not waive_notice:
-        raise TransitionNotAllowed(f"The earliest possible end date is {earliest.isoformat()}.", field="on")
+        raise TransitionNotAllowed(_("The earliest possible end date is %(day)s.", day=day(earliest)), field="on")
     if service.billing_from is not None and on < service.billing_from:
         raise TransitionNotAllowed(
-            f"A cancellation cannot take effect before billing started ({service.billing_from.isoformat()}).",
+            _("A cancellation cannot take effect before billing started (%(day)s).", day=day(service.billing_from)),
             field="on",
         )
     _refuse_if_pending(service, {ServiceEventKind.CANCELLED, ServiceEventKind.CHANGED})
@@ -460,14 +380,17 @@ def check_cancel(service: CustomerService, *, on: date | None, waive_notice: boo
 def _check_target(service: CustomerService, target: ServiceDefinition, on: date) -> None:
     if target.id not in {t.id for t in service.definition.allowed_targets}:
         raise TransitionNotAllowed(
-            f"“{service.definition.name}” cannot be changed to “{target.name}”.", field="target"
+            _("“%(old)s” cannot be changed to “%(new)s”.", old=service.definition.name, new=target.name),
+            field="target",
         )
     if not target.active or target.valid_from > on or (target.valid_to is not None and target.valid_to < on):
-        raise TransitionNotAllowed(f"“{target.name}” is not offered on {on.isoformat()}.", field="target")
+        raise TransitionNotAllowed(_("“%(name)s” is not offered on %(day)s.", name=target.name, day=day(on)),
+                                   field="target")
 
 
 def change_plan(session: Session, service: CustomerService, target: ServiceDefinition, *, actor: Actor,
-                on: date | None = None, reason: str = "", today: date | None = None) -> CustomerService:
+                on: date | None = None, reason: str = "", today: date | None = None,
+                paperwork: Callable[..., object] | None = None) -> CustomerService:
     """Change an active or blocked service to another definition; only to the definition's
     allowed targets. Effective on `on` (default: the first day of the service's next period).
 
@@ -477,6 +400,9 @@ def change_plan(session: Session, service: CustomerService, target: ServiceDefin
     commitment = the later of the old one and `on` + the target's commitment). Both get a
     `changed` event. For a future date the successor is created at once in state `ordered`
     (so it can be shown and referred to) and both `changed` events are scheduled.
+    `paperwork`, when given, is called as paperwork(session, service, successor, actor=…,
+    on=…, today=…) once both events are written and before the change is carried out
+    (`plan_change.change_plan` passes the agreement annex this way).
     Returns the successor."""
     today = today or date.today()
     _check(service, "change_plan")
@@ -485,7 +411,8 @@ def change_plan(session: Session, service: CustomerService, target: ServiceDefin
     _check_target(service, target, on)
     if service.billing_from is not None and on <= service.billing_from:
         raise TransitionNotAllowed(
-            f"A plan change takes effect after billing started ({service.billing_from.isoformat()}).", field="on"
+            _("A plan change takes effect after billing started (%(day)s).", day=day(service.billing_from)),
+            field="on",
         )
     _refuse_if_pending(service, {ServiceEventKind.CANCELLED, ServiceEventKind.CHANGED})
     scheduled = on > today
@@ -511,59 +438,14 @@ def change_plan(session: Session, service: CustomerService, target: ServiceDefin
                        to_state=None, reason=reason, scheduled=scheduled,
                        details={**details, "role": "successor", "predecessor_id": service.id})
     old_event.details = {**old_event.details, "partner_event_id": new_event.id}
-    # The annex to the agreement covering `service` (domain.md §3 "Plan change"); imported
-    # here because the agreements module builds on this one.
-    from portal.domain.agreements import create_annex_for_plan_change
-
-    create_annex_for_plan_change(session, service, successor, actor=actor, on=on, today=today)
+    if paperwork is not None:
+        paperwork(session, service, successor, actor=actor, on=on, today=today)
     if scheduled:
         _audit(session, actor, "service.change_scheduled", service, old_event,
                {"to_definition_id": target.id, "successor_id": successor.id})
         return successor
     _apply_change(session, service, old_event, actor)
     return successor
-
-
-@dataclass(frozen=True)
-class PendingPlanChange:
-    """A plan change scheduled for a later date: the service keeps running as it is until
-    `on`, then continues as `successor` (already created, in state ordered, on `target`)."""
-
-    service: CustomerService
-    successor: CustomerService
-    target: ServiceDefinition
-    on: date
-
-
-def pending_plan_changes(session: Session, services: Iterable[CustomerService]) -> dict[int, PendingPlanChange]:
-    """The scheduled plan changes of `services`, by the id of the service that changes. A
-    customer has one service through a scheduled change: its successor is the pending
-    change of that service, not a second service. One query (none without a change)."""
-    services = list(services)
-    changing = {s.id: s for s in services if s.replaced_by_id is not None and s.state != CANCELLED}
-    if not changing:
-        return {}
-    known = {s.id: s for s in services}
-    pending: dict[int, PendingPlanChange] = {}
-    for event in session.scalars(
-        select(ServiceEvent).where(
-            ServiceEvent.customer_service_id.in_(changing), ServiceEvent.kind == ServiceEventKind.CHANGED,
-            ServiceEvent.scheduled_for.is_not(None), ServiceEvent.done_at.is_(None),
-        ).order_by(ServiceEvent.scheduled_for, ServiceEvent.id)
-    ):
-        service = changing[event.customer_service_id]
-        successor = known.get(service.replaced_by_id) or session.get(CustomerService, service.replaced_by_id)
-        if successor is None or service.id in pending:
-            continue
-        pending[service.id] = PendingPlanChange(service, successor, successor.definition, event.scheduled_for)
-    return pending
-
-
-def without_pending_successors(services: Iterable[CustomerService],
-                               pending: dict[int, PendingPlanChange]) -> list[CustomerService]:
-    """`services` less the successors of scheduled plan changes (shown on their predecessor)."""
-    hidden = {p.successor.id for p in pending.values()}
-    return [s for s in services if s.id not in hidden]
 
 
 def check_change_plan(service: CustomerService, target: ServiceDefinition, *, on: date | None,
@@ -577,7 +459,8 @@ def check_change_plan(service: CustomerService, target: ServiceDefinition, *, on
     _check_target(service, target, on)
     if service.billing_from is not None and on <= service.billing_from:
         raise TransitionNotAllowed(
-            f"A plan change takes effect after billing started ({service.billing_from.isoformat()}).", field="on"
+            _("A plan change takes effect after billing started (%(day)s).", day=day(service.billing_from)),
+            field="on",
         )
     _refuse_if_pending(service, {ServiceEventKind.CANCELLED, ServiceEventKind.CHANGED})
     return on
@@ -621,31 +504,6 @@ def _apply_change(session: Session, service: CustomerService, old_event: Service
     return changes
 
 
-def plan_change_preview(service: CustomerService, target: ServiceDefinition, on: date) -> dict:
-    """What the change costs for the rest of the current period: the old and the new price
-    prorated from `on` to the end of the service's period containing `on` (net, VAT, gross,
-    each rounded half-up), and the difference new − old. Writes nothing."""
-    start, end = period_bounds(service.definition.period, on)
-    old_amount = prorated(price_on(service, on), service.definition.period, on, end)
-    # The new tariff's price per its own period, turned into the same days.
-    new_price = price_on(service, on, definition=target)
-    new_amount = prorated(new_price, target.period, on, end)
-    old = split_vat(old_amount, service.definition.vat_rate, service.definition.price_includes_vat)
-    new = split_vat(new_amount, target.vat_rate, target.price_includes_vat)
-    return {
-        "effective_on": on,
-        "period_start": start,
-        "period_end": end,
-        "days": (end - on).days + 1,
-        "days_in_period": (end - start).days + 1,
-        "currency": service.customer.location.currency.value,
-        "old": {"definition_id": service.definition_id, "name": service.definition.customer_name,
-                "price": price_on(service, on), **old},
-        "new": {"definition_id": target.id, "name": target.customer_name, "price": new_price, **new},
-        "difference": {k: new[k] - old[k] for k in ("net", "vat", "gross")},
-    }
-
-
 # -- one step, now or scheduled ----------------------------------------------------------------
 
 _APPLY = {
@@ -660,7 +518,7 @@ def _step(session: Session, service: CustomerService, action: str, kind: Service
           on: date, reason: str, today: date | None, case=None, details: dict | None = None) -> ServiceEvent:
     """Check the rules table, write the event; carry it out now, or schedule it."""
     _check(service, action)
-    _, to_state = RULES[action]
+    _from, to_state = RULES[action]
     if _is_future(on, today):
         event = _event(session, service, kind, actor=actor, on=on, from_state=service.state, to_state=to_state,
                        reason=reason, scheduled=True, case=case, details=details)
@@ -702,7 +560,7 @@ def apply_scheduled(session: Session, *, today: date, actor: Actor) -> int:
                               event.effective_on)
                 successor = session.get(CustomerService, event.details["successor_id"])
                 if successor is None or successor.state != ORDERED:
-                    raise TransitionNotAllowed("The new service was withdrawn meanwhile.")
+                    raise TransitionNotAllowed(_("The new service was withdrawn meanwhile."))
         except TransitionNotAllowed as exc:
             _refuse(session, event, actor, str(exc))
             continue
@@ -710,7 +568,7 @@ def apply_scheduled(session: Session, *, today: date, actor: Actor) -> int:
             _apply_change(session, service, event, actor)
         else:
             from_state = service.state
-            _, to_state = RULES[action]
+            _from, to_state = RULES[action]
             changes = _APPLY[action](session, service, event)
             event.from_state, event.to_state, event.done_at = from_state, to_state, utcnow()
             _audit(session, actor, f"service.{event.kind.value}", service, event,

@@ -39,7 +39,6 @@ from portal.domain.agreements import (
 )
 from portal.domain.balance import customer_statement, describe_entry
 from portal.domain.lifecycle import (
-    change_plan,
     next_period_start,
     pending_plan_changes,
     plan_change_preview,
@@ -47,6 +46,7 @@ from portal.domain.lifecycle import (
     without_pending_successors,
 )
 from portal.domain.overview import customer_overview, open_invoices_query
+from portal.domain.plan_change import change_plan
 from portal.extensions import db, limiter
 from portal.models import (
     ActorType,

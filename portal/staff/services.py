@@ -33,7 +33,7 @@ from wtforms.validators import (
     StopValidation,
 )
 
-from portal.domain import DomainError
+from portal.domain import DomainError, plan_change
 from portal.domain import bulk as bulk_rules
 from portal.domain import lifecycle as lc
 from portal.extensions import db
@@ -369,7 +369,7 @@ def _apply(service: CustomerService, action: str, form: ActionForm, target):
                           credit_blocked_days=form.credit_blocked_days.data)
     if action == "cancel":
         return lc.cancel(db.session, service, actor=actor, on=on, reason=reason, waive_notice=form.waive_notice.data)
-    return lc.change_plan(db.session, service, target, actor=actor, on=on, reason=reason)
+    return plan_change.change_plan(db.session, service, target, actor=actor, on=on, reason=reason)
 
 
 @bp.post("/services/<int:service_id>/<slug>")
