@@ -1,6 +1,15 @@
-"""The customer's face, at /. Every query is scoped to the logged-in customer."""
+"""The customer's face, at /: one module per area. Every query is scoped to the logged-in
+customer: lists filter by `current_user.customer_id`, single rows come from `owned_or_404`."""
 from flask import Blueprint
 
 bp = Blueprint("selfcare", __name__)
 
-from portal.selfcare import acceptance, views  # noqa: E402,F401
+from portal.selfcare import (  # noqa: E402,F401
+    acceptance,
+    agreements,
+    invoices,
+    overview,
+    profile,
+    requests,
+    services,
+)

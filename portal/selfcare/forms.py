@@ -16,8 +16,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, Optional
 
 from portal.models import ContactKind, ContactPurpose, RequestKind
-from portal.web.forms import choices  # noqa: F401 — re-exported for the views
-from portal.web.forms import int_or_none as _int_or_none
+from portal.web.forms import choices, int_or_none
 
 
 class InvoiceFilterForm(FlaskForm):
@@ -26,7 +25,7 @@ class InvoiceFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    year = SelectField(_l("Year"), coerce=_int_or_none, validate_choice=False)
+    year = SelectField(_l("Year"), coerce=int_or_none, validate_choice=False)
     unpaid = BooleanField(_l("Unpaid only"))
 
 
@@ -72,7 +71,7 @@ class CancelForm(FlaskForm):
     """Step 2: the service and the end date; sent again with `confirm` from the review page.
     An empty end date means the earliest possible one."""
 
-    service_id = SelectField(_l("Service"), coerce=_int_or_none, validate_choice=False,
+    service_id = SelectField(_l("Service"), coerce=int_or_none, validate_choice=False,
                              validators=[InputRequired(message=_l("Choose the service."))])
     end_date = DateField(_l("End date"), validators=[Optional()],
                          description=_l("Leave empty for the earliest possible date."))
@@ -85,7 +84,7 @@ class PlanChangeForm(FlaskForm):
     """Confirm a plan change (POST). The target must be one of the service's allowed targets
     (the choices the view sets); the date must not be in the past."""
 
-    target_id = SelectField(_l("New plan"), coerce=_int_or_none,
+    target_id = SelectField(_l("New plan"), coerce=int_or_none,
                             validators=[InputRequired(message=_l("Choose the new plan."))])
     on = DateField(_l("Effective from"), validators=[InputRequired(message=_l("Enter the date the change takes effect."))],
                    description=_l("By default the first day of your next billing period; another day is prorated."))
@@ -116,9 +115,9 @@ class NewRequestForm(FlaskForm):
                                                     RequestKind.PLAN_CHANGE, RequestKind.MOVE,
                                                     RequestKind.CANCELLATION)
     ))
-    service_id = SelectField(_l("Service"), coerce=_int_or_none, validate_choice=False,
+    service_id = SelectField(_l("Service"), coerce=int_or_none, validate_choice=False,
                              description=_l("Needed for a change of plan, a move and a cancellation."))
-    target_definition_id = SelectField(_l("New plan"), coerce=_int_or_none, validate_choice=False,
+    target_definition_id = SelectField(_l("New plan"), coerce=int_or_none, validate_choice=False,
                                        description=_l("For a change of plan: the plans offered for the chosen service."))
     new_street = StringField(_l("New street and house number"), validators=[Optional(), Length(max=200)],
                              render_kw={"autocomplete": "street-address"})
@@ -225,5 +224,5 @@ __all__ = [
     "StatementForm",
     "AddressForm", "CommentForm", "ContactForm", "EmptyForm", "InvoiceFilterForm",
     "LanguageForm", "NewRequestForm", "NotificationsForm", "PasswordForm", "ProofForm",
-    "RemoveContactForm", "TotpConfirmForm", "choices",
+    "RemoveContactForm", "TotpConfirmForm",
 ]

@@ -10,6 +10,7 @@ from portal.staff import (  # noqa: E402,F401
     audit,
     billing,
     catalogue,
+    customer_contacts,
     customers,
     dunning,
     operators,

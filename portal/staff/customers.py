@@ -1,215 +1,55 @@
-"""Staff area: customers — live search and list (CSV too), create and edit (contacts,
-addresses, groups), the customer page with its tabs, and "view as customer"."""
+"""Staff area: customers — live search and list (CSV too), create and edit, groups, the
+customer page with its tabs, and "view as customer". Contacts and addresses are in
+customer_contacts.py, the forms in customer_forms.py."""
 from __future__ import annotations
 
 from datetime import date
 
-from babel import Locale
 from flask import abort, current_app, flash, redirect, request, url_for
-from flask_babel import get_locale
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
-from wtforms import BooleanField, SelectField, SelectMultipleField, StringField, TextAreaField
-from wtforms.widgets import CheckboxInput, ListWidget
 
 from portal.domain import DomainError
 from portal.domain import customers as rules
 from portal.domain.payments import credited_expr, invoice_due
 from portal.extensions import db
 from portal.models import (
-    AddressKind,
     Agreement,
     AuditEntry,
-    BillingPlan,
-    Contact,
     ContactKind,
-    ContactPurpose,
     Customer,
-    CustomerAddress,
     CustomerGroup,
     CustomerKind,
     CustomerRequest,
     CustomerService,
     Invoice,
-    Language,
-    Location,
     Payment,
 )
 from portal.security.sessions import current_auth_session, start_impersonation
-from portal.selfcare.forms import _int_or_none, choices
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, scoped_customer_or_404, wants_csv
+from portal.staff.customer_forms import (
+    ActionForm,
+    CustomerFilterForm,
+    CustomerForm,
+    GroupForm,
+    address_labels,
+    allowed_locations,
+    build_customer_form,
+    edit_page,
+    field_errors,
+    kind_labels,
+    purpose_labels,
+)
 from portal.web.access import in_operator_locations, requires
+from portal.web.forms import choices
 from portal.web.htmx import is_htmx, render
 from portal.web.pagination import Page, page_number, paginate
 
 PER_PAGE = 25
 TAB_PER_PAGE = 20
-
-
-# ---------------------------------------------------------------------------------- forms
-
-class MultiCheckboxField(SelectMultipleField):
-    widget = ListWidget(prefix_label=False)
-    option_widget = CheckboxInput()
-
-
-class CustomerFilterForm(FlaskForm):
-    """GET filters of the customer list (no CSRF: it changes nothing)."""
-
-    class Meta:
-        csrf = False
-
-    q = StringField(_l("Search"))
-    location = SelectField(_l("Location"), coerce=_int_or_none, validate_choice=False)
-    state = SelectField(_l("State"), validate_choice=False)
-    kind = SelectField(_l("Kind"), validate_choice=False)
-    group = SelectField(_l("Group"), coerce=_int_or_none, validate_choice=False)
-
-
-class CustomerForm(FlaskForm):
-    """Shape only; the rules (check digits, required names, allowed locations) are the
-    domain's and come back as field errors."""
-
-    kind = SelectField(_l("Kind"), validate_choice=False)
-    first_name = StringField(_l("First name"))
-    last_name = StringField(_l("Last name"))
-    company_name = StringField(_l("Company name"))
-    company_id = StringField(_l("Company ID (IČO)"))
-    vat_id = StringField(_l("VAT ID (DIČ)"), description=_l("With the country code, e.g. CZ12345679."))
-    iban = StringField(_l("Bank account (IBAN)"))
-    birth_date = StringField(_l("Birth date"), render_kw={"type": "date"})
-    street = StringField(_l("Street and number"))
-    city = StringField(_l("City"))
-    postal_code = StringField(_l("Postal code"))
-    country = SelectField(_l("Country"), validate_choice=False)
-    language = SelectField(_l("Language of documents"), validate_choice=False)
-    location_id = SelectField(_l("Location"), validate_choice=False)
-    billing_plan_id = SelectField(_l("Billing plan"), validate_choice=False)
-    credit_limit = StringField(_l("Credit limit"), default="0.00")
-    group_ids = MultiCheckboxField(_l("Groups"), validate_choice=False)
-    note = TextAreaField(_l("Note"), description=_l("For staff only."))
-    active = BooleanField(_l("Active"), default=True)
-    customer_number = StringField(_l("Customer number"), description=_l("Leave empty for the next free number."))
-    variable_symbol = StringField(_l("Variable symbol"), description=_l("Leave empty to derive it from the customer number."))
-
-
-class ContactForm(FlaskForm):
-    kind = SelectField(_l("Kind"), validate_choice=False)
-    value = StringField(_l("E-mail or phone"))
-    purpose = SelectField(_l("Purpose"), validate_choice=False)
-    primary = BooleanField(_l("Primary"))
-
-
-class AddressForm(FlaskForm):
-    kind = SelectField(_l("Kind"), validate_choice=False)
-    street = StringField(_l("Street and number"))
-    city = StringField(_l("City"))
-    postal_code = StringField(_l("Postal code"))
-    country = SelectField(_l("Country"), validate_choice=False)
-    note = StringField(_l("Note"))
-
-
-class GroupForm(FlaskForm):
-    name = StringField(_l("Name"))
-    description = TextAreaField(_l("Description"))
-
-
-class ActionForm(FlaskForm):
-    """A button that changes something: only the CSRF token."""
-
-
-def _countries():
-    territories = Locale.parse(str(get_locale() or "en")).territories
-    pairs = sorted(((code, name) for code, name in territories.items()
-                    if len(code) == 2 and code.isalpha() and code not in ("EU", "EZ", "UN", "QO", "XA", "XB", "XK", "ZZ")),
-                   key=lambda p: (p[0] not in ("CZ", "SK"), p[1]))
-    return choices(pairs)
-
-
-def _kind_labels():
-    return {CustomerKind.PERSON.value: _("Person"), CustomerKind.COMPANY.value: _("Company")}
-
-
-def _purpose_labels():
-    return {ContactPurpose.BILLING.value: _("Billing"), ContactPurpose.TECHNICAL.value: _("Technical"),
-            ContactPurpose.GENERAL.value: _("General")}
-
-
-def _address_labels():
-    return {AddressKind.POSTAL.value: _("Postal"), AddressKind.INSTALLATION.value: _("Installation")}
-
-
-def _allowed_locations():
-    stmt = select(Location).order_by(Location.name)
-    ids = current_user.location_ids
-    if ids is not None:
-        stmt = stmt.where(Location.id.in_(ids))
-    return list(db.session.scalars(stmt))
-
-
-def _customer_form(customer=None, formdata=None) -> CustomerForm:
-    form = CustomerForm(formdata=formdata, obj=customer) if customer is not None else CustomerForm(formdata=formdata)
-    form.kind.choices = choices(_kind_labels().items())
-    form.country.choices = _countries()
-    form.language.choices = choices([(Language.CS.value, "Čeština"), (Language.EN.value, "English")])
-    form.location_id.choices = choices((loc.id, loc.name) for loc in _allowed_locations())
-    plans = db.session.scalars(select(BillingPlan).order_by(BillingPlan.name))
-    form.billing_plan_id.choices = choices([("", _("— none —"))] + [(p.id, p.name) for p in plans])
-    groups = db.session.scalars(select(CustomerGroup).order_by(CustomerGroup.name))
-    form.group_ids.choices = choices((g.id, g.name) for g in groups)
-    if customer is not None and formdata is None:
-        form.kind.data = customer.kind.value
-        form.language.data = customer.language.value
-        form.location_id.data = str(customer.location_id)
-        form.billing_plan_id.data = str(customer.billing_plan_id or "")
-        form.group_ids.data = [str(g.id) for g in customer.groups]
-        form.birth_date.data = customer.birth_date.isoformat() if customer.birth_date else ""
-        form.iban.data = rules.format_iban(customer.iban)
-        form.credit_limit.data = f"{customer.credit_limit:.2f}"
-    elif customer is None and formdata is None:
-        form.country.data = "CZ"
-        form.kind.data = CustomerKind.PERSON.value
-        form.language.data = Language.CS.value
-    return form
-
-
-def _contact_form(contact=None, formdata=None) -> ContactForm:
-    # Prefixed: the edit page holds the customer, contact and address forms at once.
-    form = ContactForm(formdata=formdata, obj=contact, prefix="contact")
-    form.kind.choices = choices([(ContactKind.EMAIL.value, _("E-mail")), (ContactKind.PHONE.value, _("Phone"))])
-    form.purpose.choices = choices(_purpose_labels().items())
-    if contact is not None and formdata is None:
-        form.kind.data, form.purpose.data = contact.kind.value, contact.purpose.value
-    return form
-
-
-def _address_form(address=None, formdata=None, country: str = "CZ") -> AddressForm:
-    form = AddressForm(formdata=formdata, obj=address, prefix="address")
-    form.kind.choices = choices(_address_labels().items())
-    form.country.choices = _countries()
-    if formdata is None:
-        if address is not None:
-            form.kind.data = address.kind.value
-        else:
-            form.country.data = country
-            form.kind.data = AddressKind.INSTALLATION.value
-    return form
-
-
-def _field_errors(form, exc: DomainError) -> None:
-    """Each of the rule's complaints next to its field (or above the form)."""
-    errors = getattr(exc, "errors", None) or {exc.field: str(exc)}
-    for name, message in errors.items():
-        target = getattr(form, name, None) if name else None
-        if target is not None and hasattr(target, "errors"):
-            target.errors = [*(target.errors or []), message]
-        else:
-            form.form_errors.append(message)
 
 
 # ---------------------------------------------------------------------------------- list
@@ -244,14 +84,14 @@ def _csv_rows(stmt):
 @requires("customers.read")
 def customers():
     form = CustomerFilterForm(request.args)
-    locations = _allowed_locations()
+    locations = allowed_locations()
     if not is_htmx():
         # The filter form is shown on the full page only: live search renders the results
         # block, and reading the fields' data needs no choices.
         form.location.choices = choices([("", _("All locations"))] + [(loc.id, loc.name) for loc in locations])
         form.state.choices = choices([("", _("Active and inactive")), ("active", _("Active")),
                                       ("inactive", _("Inactive"))])
-        form.kind.choices = choices([("", _("People and companies"))] + list(_kind_labels().items()))
+        form.kind.choices = choices([("", _("People and companies"))] + list(kind_labels().items()))
         groups = list(db.session.scalars(select(CustomerGroup).order_by(CustomerGroup.name)))
         form.group.choices = choices([("", _("Any group"))] + [(g.id, g.name) for g in groups])
     filters = _filters(form)
@@ -273,7 +113,7 @@ def customers():
 @bp.route("/customers/new", methods=["GET", "POST"])
 @requires("customers.read", "customers.write")
 def customer_new():
-    form = _customer_form(formdata=request.form if request.method == "POST" else None)
+    form = build_customer_form(formdata=request.form if request.method == "POST" else None)
     status = 200
     if request.method == "POST":
         if form.validate():
@@ -282,7 +122,7 @@ def customer_new():
                                                  location_ids=current_user.location_ids)
             except DomainError as exc:
                 db.session.rollback()
-                _field_errors(form, exc)
+                field_errors(form, exc)
             else:
                 db.session.commit()
                 flash(_("Customer %(number)s created.", number=customer.customer_number), "success")
@@ -299,158 +139,27 @@ def _form_data(form: CustomerForm) -> dict:
     return data
 
 
-def _edit_page(customer, form=None, contact_form=None, address_form=None, status=200):
-    return render("staff/customers/form.html", status=status, customer=customer,
-                  form=form or _customer_form(customer),
-                  contact_form=contact_form or _contact_form(),
-                  address_form=address_form or _address_form(country=customer.country),
-                  action_form=ActionForm(), purpose_labels=_purpose_labels(), address_labels=_address_labels())
-
 
 @bp.route("/customers/<int:customer_id>/edit", methods=["GET", "POST"])
 @requires("customers.read", "customers.write")
 def customer_edit(customer_id: int):
     customer = scoped_customer_or_404(customer_id)
     if request.method == "GET":
-        return _edit_page(customer)
-    form = _customer_form(customer, formdata=request.form)
+        return edit_page(customer)
+    form = build_customer_form(customer, formdata=request.form)
     if form.validate():
         try:
             changes = rules.update_customer(db.session, operator_actor(), customer, _form_data(form),
                                             location_ids=current_user.location_ids)
         except DomainError as exc:
             db.session.rollback()
-            _field_errors(form, exc)
+            field_errors(form, exc)
         else:
             db.session.commit()
             flash(_("Customer saved.") if changes else _("Nothing changed."), "success" if changes else "info")
             return redirect(url_for("staff.customer_detail", customer_id=customer.id), 303)
     customer = scoped_customer_or_404(customer_id)
-    return _edit_page(customer, form=form, status=422)
-
-
-def _own_or_404(model, customer, ident):
-    row = db.session.scalar(select(model).where(model.id == ident, model.customer_id == customer.id))
-    if row is None:
-        abort(404)
-    return row
-
-
-@bp.post("/customers/<int:customer_id>/contacts")
-@requires("customers.read", "customers.write")
-def customer_contact_add(customer_id: int):
-    customer = scoped_customer_or_404(customer_id)
-    form = _contact_form(formdata=request.form)
-    if form.validate():
-        try:
-            rules.add_contact(db.session, operator_actor(), customer, kind=form.kind.data, value=form.value.data,
-                              purpose=form.purpose.data, primary=form.primary.data)
-        except DomainError as exc:
-            db.session.rollback()
-            _field_errors(form, exc)
-        else:
-            db.session.commit()
-            flash(_("Contact added."), "success")
-            return redirect(url_for("staff.customer_edit", customer_id=customer.id) + "#contacts", 303)
-    return _edit_page(scoped_customer_or_404(customer_id), contact_form=form, status=422)
-
-
-@bp.route("/customers/<int:customer_id>/contacts/<int:contact_id>", methods=["GET", "POST"])
-@requires("customers.read", "customers.write")
-def customer_contact_edit(customer_id: int, contact_id: int):
-    customer = scoped_customer_or_404(customer_id)
-    contact = _own_or_404(Contact, customer, contact_id)
-    form = _contact_form(contact, formdata=request.form if request.method == "POST" else None)
-    status = 200
-    if request.method == "POST":
-        if form.validate():
-            try:
-                rules.update_contact(db.session, operator_actor(), contact, value=form.value.data,
-                                     purpose=form.purpose.data, primary=form.primary.data)
-            except DomainError as exc:
-                db.session.rollback()
-                _field_errors(form, exc)
-            else:
-                db.session.commit()
-                flash(_("Contact saved."), "success")
-                return redirect(url_for("staff.customer_edit", customer_id=customer.id) + "#contacts", 303)
-        status = 422
-        customer = scoped_customer_or_404(customer_id)
-        contact = _own_or_404(Contact, customer, contact_id)
-    return render("staff/customers/contact.html", status=status, customer=customer, contact=contact, form=form)
-
-
-@bp.post("/customers/<int:customer_id>/contacts/<int:contact_id>/remove")
-@requires("customers.read", "customers.write")
-def customer_contact_remove(customer_id: int, contact_id: int):
-    customer = scoped_customer_or_404(customer_id)
-    contact = _own_or_404(Contact, customer, contact_id)
-    if not ActionForm().validate_on_submit():
-        abort(400)
-    try:
-        rules.remove_contact(db.session, operator_actor(), contact)
-    except DomainError as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-        return _edit_page(scoped_customer_or_404(customer_id), status=422)
-    db.session.commit()
-    flash(_("Contact removed."), "success")
-    return redirect(url_for("staff.customer_edit", customer_id=customer.id) + "#contacts", 303)
-
-
-@bp.post("/customers/<int:customer_id>/addresses")
-@requires("customers.read", "customers.write")
-def customer_address_add(customer_id: int):
-    customer = scoped_customer_or_404(customer_id)
-    form = _address_form(formdata=request.form)
-    if form.validate():
-        try:
-            rules.add_address(db.session, operator_actor(), customer, form.data)
-        except DomainError as exc:
-            db.session.rollback()
-            _field_errors(form, exc)
-        else:
-            db.session.commit()
-            flash(_("Address added."), "success")
-            return redirect(url_for("staff.customer_edit", customer_id=customer.id) + "#addresses", 303)
-    return _edit_page(scoped_customer_or_404(customer_id), address_form=form, status=422)
-
-
-@bp.route("/customers/<int:customer_id>/addresses/<int:address_id>", methods=["GET", "POST"])
-@requires("customers.read", "customers.write")
-def customer_address_edit(customer_id: int, address_id: int):
-    customer = scoped_customer_or_404(customer_id)
-    address = _own_or_404(CustomerAddress, customer, address_id)
-    form = _address_form(address, formdata=request.form if request.method == "POST" else None)
-    status = 200
-    if request.method == "POST":
-        if form.validate():
-            try:
-                rules.update_address(db.session, operator_actor(), address, form.data)
-            except DomainError as exc:
-                db.session.rollback()
-                _field_errors(form, exc)
-            else:
-                db.session.commit()
-                flash(_("Address saved."), "success")
-                return redirect(url_for("staff.customer_edit", customer_id=customer.id) + "#addresses", 303)
-        status = 422
-        customer = scoped_customer_or_404(customer_id)
-        address = _own_or_404(CustomerAddress, customer, address_id)
-    return render("staff/customers/address.html", status=status, customer=customer, address=address, form=form)
-
-
-@bp.post("/customers/<int:customer_id>/addresses/<int:address_id>/remove")
-@requires("customers.read", "customers.write")
-def customer_address_remove(customer_id: int, address_id: int):
-    customer = scoped_customer_or_404(customer_id)
-    address = _own_or_404(CustomerAddress, customer, address_id)
-    if not ActionForm().validate_on_submit():
-        abort(400)
-    rules.remove_address(db.session, operator_actor(), address)
-    db.session.commit()
-    flash(_("Address removed."), "success")
-    return redirect(url_for("staff.customer_edit", customer_id=customer.id) + "#addresses", 303)
+    return edit_page(customer, form=form, status=422)
 
 
 # ---------------------------------------------------------------------------------- groups
@@ -479,7 +188,7 @@ def customer_group_create():
             rules.create_group(db.session, operator_actor(), name=form.name.data, description=form.description.data)
         except DomainError as exc:
             db.session.rollback()
-            _field_errors(form, exc)
+            field_errors(form, exc)
         else:
             db.session.commit()
             flash(_("Group created."), "success")
@@ -500,7 +209,7 @@ def customer_group_edit(group_id: int):
                                    description=form.description.data)
             except DomainError as exc:
                 db.session.rollback()
-                _field_errors(form, exc)
+                field_errors(form, exc)
             else:
                 db.session.commit()
                 flash(_("Group saved."), "success")
@@ -604,9 +313,9 @@ def _customer_page(customer_id, tab: str):
         ctx["summary"] = rules.customer_summary(db.session, customer)
         ctx["service_states"] = rules.SERVICE_STATES
         ctx["login"] = rules.impersonation_login(db.session, customer)
-        ctx["purpose_labels"] = _purpose_labels()
-        ctx["address_labels"] = _address_labels()
-        ctx["kind_labels"] = _kind_labels()
+        ctx["purpose_labels"] = purpose_labels()
+        ctx["address_labels"] = address_labels()
+        ctx["kind_labels"] = kind_labels()
         ctx["iban"] = rules.format_iban(customer.iban)
     else:
         stmt, header, row = _tab_list(tab, customer.id)

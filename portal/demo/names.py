@@ -1,6 +1,6 @@
 """Fixed material for the demo data: places, catalogue, and the texts people write.
 
-Kept apart from `portal.demo` so the generator reads as a story, not as a list of strings."""
+Kept apart from the demo's stories so the generator reads as a story, not as a list of strings."""
 from __future__ import annotations
 
 from decimal import Decimal as D
