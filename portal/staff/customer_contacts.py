@@ -17,9 +17,10 @@ from portal.staff.customer_forms import (
     build_address_form,
     build_contact_form,
     edit_page,
-    field_errors,
 )
 from portal.web.access import requires
+from portal.web.actions import carry_out, saved
+from portal.web.forms import field_error
 from portal.web.htmx import render
 
 
@@ -30,22 +31,22 @@ def _own_or_404(model, customer, ident):
     return row
 
 
+def _edit_url(customer_id: int, section: str) -> str:
+    return url_for("staff.customer_edit", customer_id=customer_id) + "#" + section
+
+
 @bp.post("/customers/<int:customer_id>/contacts")
 @requires("customers.read", "customers.write")
 def customer_contact_add(customer_id: int):
     customer = scoped_customer_or_404(customer_id)
     form = build_contact_form(formdata=request.form)
     if form.validate():
-        try:
-            rules.add_contact(db.session, operator_actor(), customer, kind=form.kind.data, value=form.value.data,
-                              purpose=form.purpose.data, primary=form.primary.data)
-        except DomainError as exc:
-            db.session.rollback()
-            field_errors(form, exc)
-        else:
-            db.session.commit()
-            flash(_("Contact added."), "success")
-            return redirect(url_for("staff.customer_edit", customer_id=customer.id) + "#contacts", 303)
+        return carry_out(
+            lambda: rules.add_contact(db.session, operator_actor(), customer, kind=form.kind.data,
+                                      value=form.value.data, purpose=form.purpose.data, primary=form.primary.data),
+            refused=lambda exc: edit_page(scoped_customer_or_404(customer_id), contact_form=field_error(form, exc),
+                                          status=422),
+            done=lambda _result: saved(_("Contact added."), _edit_url(customer_id, "contacts"), code=303))
     return edit_page(scoped_customer_or_404(customer_id), contact_form=form, status=422)
 
 
@@ -58,16 +59,16 @@ def customer_contact_edit(customer_id: int, contact_id: int):
     status = 200
     if request.method == "POST":
         if form.validate():
-            try:
-                rules.update_contact(db.session, operator_actor(), contact, value=form.value.data,
-                                     purpose=form.purpose.data, primary=form.primary.data)
-            except DomainError as exc:
-                db.session.rollback()
-                field_errors(form, exc)
-            else:
-                db.session.commit()
-                flash(_("Contact saved."), "success")
-                return redirect(url_for("staff.customer_edit", customer_id=customer.id) + "#contacts", 303)
+            def refused(exc):
+                customer = scoped_customer_or_404(customer_id)
+                return render("staff/customers/contact.html", status=422, customer=customer,
+                              contact=_own_or_404(Contact, customer, contact_id), form=field_error(form, exc))
+
+            return carry_out(
+                lambda: rules.update_contact(db.session, operator_actor(), contact, value=form.value.data,
+                                             purpose=form.purpose.data, primary=form.primary.data),
+                refused=refused,
+                done=lambda _result: saved(_("Contact saved."), _edit_url(customer_id, "contacts"), code=303))
         status = 422
         customer = scoped_customer_or_404(customer_id)
         contact = _own_or_404(Contact, customer, contact_id)
@@ -98,15 +99,11 @@ def customer_address_add(customer_id: int):
     customer = scoped_customer_or_404(customer_id)
     form = build_address_form(formdata=request.form)
     if form.validate():
-        try:
-            rules.add_address(db.session, operator_actor(), customer, form.data)
-        except DomainError as exc:
-            db.session.rollback()
-            field_errors(form, exc)
-        else:
-            db.session.commit()
-            flash(_("Address added."), "success")
-            return redirect(url_for("staff.customer_edit", customer_id=customer.id) + "#addresses", 303)
+        return carry_out(
+            lambda: rules.add_address(db.session, operator_actor(), customer, form.data),
+            refused=lambda exc: edit_page(scoped_customer_or_404(customer_id), address_form=field_error(form, exc),
+                                          status=422),
+            done=lambda _result: saved(_("Address added."), _edit_url(customer_id, "addresses"), code=303))
     return edit_page(scoped_customer_or_404(customer_id), address_form=form, status=422)
 
 
@@ -119,15 +116,15 @@ def customer_address_edit(customer_id: int, address_id: int):
     status = 200
     if request.method == "POST":
         if form.validate():
-            try:
-                rules.update_address(db.session, operator_actor(), address, form.data)
-            except DomainError as exc:
-                db.session.rollback()
-                field_errors(form, exc)
-            else:
-                db.session.commit()
-                flash(_("Address saved."), "success")
-                return redirect(url_for("staff.customer_edit", customer_id=customer.id) + "#addresses", 303)
+            def refused(exc):
+                customer = scoped_customer_or_404(customer_id)
+                return render("staff/customers/address.html", status=422, customer=customer,
+                              address=_own_or_404(CustomerAddress, customer, address_id), form=field_error(form, exc))
+
+            return carry_out(
+                lambda: rules.update_address(db.session, operator_actor(), address, form.data),
+                refused=refused,
+                done=lambda _result: saved(_("Address saved."), _edit_url(customer_id, "addresses"), code=303))
         status = 422
         customer = scoped_customer_or_404(customer_id)
         address = _own_or_404(CustomerAddress, customer, address_id)

@@ -12,7 +12,6 @@ from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import BooleanField, SelectField, StringField, TextAreaField
 
-from portal.domain import DomainError
 from portal.domain import customers as rules
 from portal.extensions import db
 from portal.models import (
@@ -170,17 +169,6 @@ def build_address_form(address=None, formdata=None, country: str = "CZ") -> Addr
             form.country.data = country
             form.kind.data = AddressKind.INSTALLATION.value
     return form
-
-
-def field_errors(form, exc: DomainError) -> None:
-    """Each of the rule's complaints next to its field (or above the form)."""
-    errors = getattr(exc, "errors", None) or {exc.field: str(exc)}
-    for name, message in errors.items():
-        target = getattr(form, name, None) if name else None
-        if target is not None and hasattr(target, "errors"):
-            target.errors = [*(target.errors or []), message]
-        else:
-            form.form_errors.append(message)
 
 
 def edit_page(customer, form=None, contact_form=None, address_form=None, status=200):

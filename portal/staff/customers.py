@@ -39,12 +39,12 @@ from portal.staff.customer_forms import (
     allowed_locations,
     build_customer_form,
     edit_page,
-    field_errors,
     kind_labels,
     purpose_labels,
 )
 from portal.web.access import in_operator_locations, requires
-from portal.web.forms import choices
+from portal.web.actions import carry_out, saved
+from portal.web.forms import choices, field_error
 from portal.web.htmx import is_htmx, render
 from portal.web.pagination import Page, page_number, paginate
 
@@ -117,16 +117,13 @@ def customer_new():
     status = 200
     if request.method == "POST":
         if form.validate():
-            try:
-                customer = rules.create_customer(db.session, operator_actor(), _form_data(form),
-                                                 location_ids=current_user.location_ids)
-            except DomainError as exc:
-                db.session.rollback()
-                field_errors(form, exc)
-            else:
-                db.session.commit()
-                flash(_("Customer %(number)s created.", number=customer.customer_number), "success")
-                return redirect(url_for("staff.customer_detail", customer_id=customer.id), 303)
+            return carry_out(
+                lambda: rules.create_customer(db.session, operator_actor(), _form_data(form),
+                                              location_ids=current_user.location_ids),
+                refused=lambda exc: render("staff/customers/form.html", status=422, form=field_error(form, exc),
+                                           customer=None),
+                done=lambda customer: saved(_("Customer %(number)s created.", number=customer.customer_number),
+                                            url_for("staff.customer_detail", customer_id=customer.id), code=303))
         status = 422
     return render("staff/customers/form.html", status=status, form=form, customer=None)
 
@@ -148,18 +145,14 @@ def customer_edit(customer_id: int):
         return edit_page(customer)
     form = build_customer_form(customer, formdata=request.form)
     if form.validate():
-        try:
-            changes = rules.update_customer(db.session, operator_actor(), customer, _form_data(form),
-                                            location_ids=current_user.location_ids)
-        except DomainError as exc:
-            db.session.rollback()
-            field_errors(form, exc)
-        else:
-            db.session.commit()
-            flash(_("Customer saved.") if changes else _("Nothing changed."), "success" if changes else "info")
-            return redirect(url_for("staff.customer_detail", customer_id=customer.id), 303)
-    customer = scoped_customer_or_404(customer_id)
-    return edit_page(customer, form=form, status=422)
+        return carry_out(
+            lambda: rules.update_customer(db.session, operator_actor(), customer, _form_data(form),
+                                          location_ids=current_user.location_ids),
+            refused=lambda exc: edit_page(scoped_customer_or_404(customer_id), form=field_error(form, exc), status=422),
+            done=lambda changes: saved(_("Customer saved.") if changes else _("Nothing changed."),
+                                       url_for("staff.customer_detail", customer_id=customer_id), code=303,
+                                       category="success" if changes else "info"))
+    return edit_page(scoped_customer_or_404(customer_id), form=form, status=422)
 
 
 # ---------------------------------------------------------------------------------- groups
@@ -184,15 +177,11 @@ def customer_groups():
 def customer_group_create():
     form = GroupForm()
     if form.validate():
-        try:
-            rules.create_group(db.session, operator_actor(), name=form.name.data, description=form.description.data)
-        except DomainError as exc:
-            db.session.rollback()
-            field_errors(form, exc)
-        else:
-            db.session.commit()
-            flash(_("Group created."), "success")
-            return redirect(url_for("staff.customer_groups"), 303)
+        return carry_out(
+            lambda: rules.create_group(db.session, operator_actor(), name=form.name.data,
+                                       description=form.description.data),
+            refused=lambda exc: _groups_page(form=field_error(form, exc), status=422),
+            done=lambda _result: saved(_("Group created."), url_for("staff.customer_groups"), code=303))
     return _groups_page(form=form, status=422)
 
 
@@ -204,16 +193,12 @@ def customer_group_edit(group_id: int):
     status = 200
     if request.method == "POST":
         if form.validate():
-            try:
-                rules.update_group(db.session, operator_actor(), group, name=form.name.data,
-                                   description=form.description.data)
-            except DomainError as exc:
-                db.session.rollback()
-                field_errors(form, exc)
-            else:
-                db.session.commit()
-                flash(_("Group saved."), "success")
-                return redirect(url_for("staff.customer_groups"), 303)
+            return carry_out(
+                lambda: rules.update_group(db.session, operator_actor(), group, name=form.name.data,
+                                           description=form.description.data),
+                refused=lambda exc: render("staff/customers/group.html", status=422,
+                                           group=db.session.get(CustomerGroup, group_id), form=field_error(form, exc)),
+                done=lambda _result: saved(_("Group saved."), url_for("staff.customer_groups"), code=303))
         status = 422
         group = db.session.get(CustomerGroup, group_id)
     return render("staff/customers/group.html", status=status, group=group, form=form)

@@ -43,8 +43,8 @@ def see_other(url: str):
     return redirect(url)
 
 
-def saved(message: str, target: str, *, htmx_form: bool = False):
-    """After a change: the message as a success notice, and a redirect to `target`
-    (`htmx_form`: the form is submitted by htmx, see `see_other`)."""
-    flash(message, "success")
-    return see_other(target) if htmx_form else redirect(target)
+def saved(message: str, target: str, *, htmx_form: bool = False, code: int = 302, category: str = "success"):
+    """After a change: the message as a notice (a success unless said), and a redirect to
+    `target` (`htmx_form`: the form is submitted by htmx, see `see_other`)."""
+    flash(message, category)
+    return see_other(target) if htmx_form else redirect(target, code)
