@@ -8,7 +8,6 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
-from portal.domain import DomainError
 from portal.domain import profile as profile_rules
 from portal.domain import security as security_rules
 from portal.extensions import db
@@ -28,6 +27,7 @@ from portal.selfcare.forms import (
     TotpConfirmForm,
 )
 from portal.web.access import customer_required, owned_or_404
+from portal.web.actions import carry_out, refused, saved
 from portal.web.forms import field_error
 from portal.web.htmx import is_htmx, render
 
@@ -80,14 +80,9 @@ def _profile_change(name: str, apply, success: str):
     """Validate the form `name`, apply the rule, commit and redirect; or 422 with errors."""
     form = PROFILE_FORMS[name]()
     if form.validate():
-        try:
-            apply(form)
-        except DomainError as exc:
-            db.session.rollback()
-            field_error(form, exc)
-        else:
-            db.session.commit()
-            return _profile_done(success)
+        return carry_out(lambda: apply(form),
+                         refused=lambda exc: _profile_page(status=422, failed=name, **{name: field_error(form, exc)}),
+                         done=lambda _result: _profile_done(success))
     return _profile_page(status=422, failed=name, **{name: form})
 
 
@@ -109,15 +104,11 @@ def profile_contact_remove(contact_id: int):
     form = RemoveContactForm()
     if not form.validate():
         abort(400)
-    try:
-        profile_rules.remove_contact(db.session, current_user.customer, contact, customer_actor())
-    except DomainError as exc:
-        db.session.rollback()
-        contact_form = ContactForm(formdata=None)
-        contact_form.form_errors.append(str(exc))
-        return _profile_page(status=422, failed="contact", contact=contact_form)
-    db.session.commit()
-    return _profile_done(_("The contact has been removed."))
+    return carry_out(
+        lambda: profile_rules.remove_contact(db.session, current_user.customer, contact, customer_actor()),
+        refused=lambda exc: _profile_page(status=422, failed="contact",
+                                          contact=field_error(ContactForm(formdata=None), str(exc))),
+        done=lambda _result: _profile_done(_("The contact has been removed.")))
 
 
 @bp.post("/profile/address")
@@ -206,14 +197,9 @@ def security():
 def security_totp_start():
     if not EmptyForm().validate():
         abort(400)
-    try:
-        security_rules.start_totp_enrolment(db.session, current_user, customer_actor())
-    except DomainError as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("selfcare.security"))
-    db.session.commit()
-    return redirect(url_for("selfcare.security", _anchor="totp"))
+    return carry_out(lambda: security_rules.start_totp_enrolment(db.session, current_user, customer_actor()),
+                     refused=lambda exc: refused(exc, url_for("selfcare.security")),
+                     done=lambda _result: redirect(url_for("selfcare.security", _anchor="totp")))
 
 
 def _show_codes(codes: list[str], message: str):
@@ -226,14 +212,11 @@ def _show_codes(codes: list[str], message: str):
 def security_totp_confirm():
     form = TotpConfirmForm()
     if form.validate():
-        try:
-            codes = security_rules.confirm_totp(db.session, current_user, form.code.data, customer_actor())
-        except DomainError as exc:
-            db.session.rollback()
-            field_error(form, exc)
-        else:
-            db.session.commit()
-            return _show_codes(codes, _("Two-factor authentication is on. From now on, logging in asks for a code from your app."))
+        return carry_out(
+            lambda: security_rules.confirm_totp(db.session, current_user, form.code.data, customer_actor()),
+            refused=lambda exc: _security_page(status=422, failed="confirm", confirm=field_error(form, exc)),
+            done=lambda codes: _show_codes(codes, _("Two-factor authentication is on. From now on, logging in "
+                                                    "asks for a code from your app.")))
     return _security_page(status=422, failed="confirm", confirm=form)
 
 
@@ -242,15 +225,10 @@ def security_totp_confirm():
 def security_totp_disable():
     form = ProofForm(prefix="disable")
     if form.validate():
-        try:
-            security_rules.disable_totp(db.session, current_user, form.proof.data, customer_actor())
-        except DomainError as exc:
-            db.session.rollback()
-            field_error(form, exc)
-        else:
-            db.session.commit()
-            flash(_("Two-factor authentication is off."), "success")
-            return redirect(url_for("selfcare.security"))
+        return carry_out(
+            lambda: security_rules.disable_totp(db.session, current_user, form.proof.data, customer_actor()),
+            refused=lambda exc: _security_page(status=422, failed="disable", disable=field_error(form, exc)),
+            done=lambda _result: saved(_("Two-factor authentication is off."), url_for("selfcare.security")))
     return _security_page(status=422, failed="disable", disable=form)
 
 
@@ -259,14 +237,11 @@ def security_totp_disable():
 def security_recovery_codes():
     form = ProofForm(prefix="codes")
     if form.validate():
-        try:
-            codes = security_rules.regenerate_recovery_codes(db.session, current_user, form.proof.data, customer_actor())
-        except DomainError as exc:
-            db.session.rollback()
-            field_error(form, exc)
-        else:
-            db.session.commit()
-            return _show_codes(codes, _("New recovery codes. The old ones no longer work."))
+        return carry_out(
+            lambda: security_rules.regenerate_recovery_codes(db.session, current_user, form.proof.data,
+                                                             customer_actor()),
+            refused=lambda exc: _security_page(status=422, failed="codes", codes=field_error(form, exc)),
+            done=lambda codes: _show_codes(codes, _("New recovery codes. The old ones no longer work.")))
     return _security_page(status=422, failed="codes", codes=form)
 
 
