@@ -1,4 +1,4 @@
-"""Background jobs (portal/jobs.py): the test app's memory:// queue runs jobs inline; the
+"""Background jobs (portal/jobs/): the test app's memory:// queue runs jobs inline; the
 SQLite and Redis queues are driven by hand, the way a consumer does; one test runs the real
 `flask jobs consumer` in a subprocess."""
 from __future__ import annotations

@@ -89,7 +89,7 @@ __all__ = [
 def numbering_scope(agreement_type: AgreementType, customer=None) -> str:
     """The number_sequence scope of an agreement type: one counter for all agreements
     (global), per type, or per type and customer. `customer` is needed only for per_customer
-    (portal/demo.py calls this with the type alone, for per-type numbering)."""
+    (portal/demo/ calls this with the type alone, for per-type numbering)."""
     if agreement_type.numbering == Numbering.GLOBAL:
         return "agreement"
     if agreement_type.numbering == Numbering.PER_CUSTOMER:

@@ -58,7 +58,7 @@ def test_scope_strings(db):
     t = make_type(db, "T", numbering=Numbering.PER_TYPE)
     pc = make_type(db, "PC", numbering=Numbering.PER_CUSTOMER)
     assert rules.numbering_scope(g, c) == "agreement"
-    assert rules.numbering_scope(t) == f"agreement:{t.id}"  # demo.py passes the type alone
+    assert rules.numbering_scope(t) == f"agreement:{t.id}"  # the demo data passes the type alone
     assert rules.numbering_scope(pc, c) == f"agreement:{pc.id}:customer:{c.id}"
     with pytest.raises(rules.AgreementError):
         rules.numbering_scope(pc)

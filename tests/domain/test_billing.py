@@ -1,4 +1,4 @@
-"""The billing engine (portal/domain/billing.py): periods, charges, runs, invoices, credit
+"""The billing engine (portal/domain/billing/): periods, charges, runs, invoices, credit
 notes and the immutability of issued invoices."""
 from __future__ import annotations
 
