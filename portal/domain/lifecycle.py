@@ -405,16 +405,7 @@ def change_plan(session: Session, service: CustomerService, target: ServiceDefin
     (`plan_change.change_plan` passes the agreement annex this way).
     Returns the successor."""
     today = today or date.today()
-    _check(service, "change_plan")
-    if on is None:
-        on = max(next_period_start(service.definition.period, today), today)
-    _check_target(service, target, on)
-    if service.billing_from is not None and on <= service.billing_from:
-        raise TransitionNotAllowed(
-            _("A plan change takes effect after billing started (%(day)s).", day=day(service.billing_from)),
-            field="on",
-        )
-    _refuse_if_pending(service, {ServiceEventKind.CANCELLED, ServiceEventKind.CHANGED})
+    on = check_change_plan(service, target, on=on, today=today)
     scheduled = on > today
     successor = CustomerService(
         customer_id=service.customer_id,

@@ -200,29 +200,13 @@ class PasswordForm(FlaskForm):
 
 # ---------------------------------------------------------------------------------- security
 
-class EmptyForm(FlaskForm):
-    """A button that changes something: only the CSRF token."""
-
-
-class TotpConfirmForm(FlaskForm):
-    code = StringField(_l("Code from the app"), validators=[DataRequired(message=_l("Enter the 6-digit code.")),
-                                                            Length(max=10)],
-                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
-
-
-class ProofForm(FlaskForm):
-    proof = PasswordField(_l("Current code from the app, or your password"),
-                          validators=[DataRequired(message=_l("Enter a current code from your app, or your password."))],
-                          render_kw={"autocomplete": "current-password"})
-
-
 __all__ = [
     "PlanChangeForm",
     "PlanPreviewForm",
     "CancelForm",
     "CancelIdentifyForm",
     "StatementForm",
-    "AddressForm", "CommentForm", "ContactForm", "EmptyForm", "InvoiceFilterForm",
-    "LanguageForm", "NewRequestForm", "NotificationsForm", "PasswordForm", "ProofForm",
-    "RemoveContactForm", "TotpConfirmForm",
+    "AddressForm", "CommentForm", "ContactForm", "InvoiceFilterForm",
+    "LanguageForm", "NewRequestForm", "NotificationsForm", "PasswordForm",
+    "RemoveContactForm",
 ]

@@ -18,17 +18,14 @@ from portal.selfcare.common import customer_actor, customer_writes
 from portal.selfcare.forms import (
     AddressForm,
     ContactForm,
-    EmptyForm,
     LanguageForm,
     NotificationsForm,
     PasswordForm,
-    ProofForm,
     RemoveContactForm,
-    TotpConfirmForm,
 )
 from portal.web.access import customer_required, owned_or_404
 from portal.web.actions import carry_out, refused, saved
-from portal.web.forms import field_error
+from portal.web.forms import EmptyForm, ProofForm, TotpConfirmForm, field_error
 from portal.web.htmx import is_htmx, render
 
 PROFILE_FORMS = {

@@ -33,11 +33,16 @@ from portal.models import (
     UsageTracker,
 )
 from portal.staff import bp
-from portal.staff.common import csv_response, operator_actor, scoped_customer_or_404, wants_csv
-from portal.staff.operators import get_or_404
+from portal.staff.common import (
+    csv_response,
+    get_or_404,
+    operator_actor,
+    scoped_customer_or_404,
+    wants_csv,
+)
 from portal.web.access import in_operator_locations, requires
 from portal.web.actions import carry_out, refused, saved
-from portal.web.forms import MultiCheckboxField, choices, field_error, int_or_none
+from portal.web.forms import EmptyForm, MultiCheckboxField, choices, field_error, int_or_none
 from portal.web.htmx import render
 from portal.web.pagination import page_number, paginate
 
@@ -127,10 +132,6 @@ class DiscountEditForm(FlaskForm):
     name = StringField(_l("Name"), validators=[InputRequired(), Length(max=200)])
     valid_to = DateField(_l("Until"), validators=[Optional()])
     shown_on_invoice = BooleanField(_l("Shown on the invoice"))
-
-
-class EmptyForm(FlaskForm):
-    """A button that changes something: only the CSRF token."""
 
 
 # ------------------------------------------------------------------------------ overview

@@ -26,6 +26,13 @@ def operator_actor() -> Actor:
     return Actor.operator(current_user, ip=request.remote_addr, request_id=g.get("request_id"))
 
 
+def get_or_404(model, ident: int):
+    """db.get_or_404 for ids from the URL: a number no row can have is a 404 too."""
+    if not 0 < ident <= 2**31 - 1:
+        abort(404)
+    return db.get_or_404(model, ident)
+
+
 def scoped_customer_or_404(customer_id) -> Customer:
     """A customer in one of the operator's locations, else 404 (as if it did not exist)."""
     try:

@@ -11,7 +11,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, InputRequired, Length, Optional
+from wtforms.validators import InputRequired, Length, Optional
 
 from portal.domain import DomainError
 from portal.domain import operators as rules
@@ -21,20 +21,20 @@ from portal.models import RIGHTS, Location, Operator, Role
 from portal.security.sessions import active_sessions
 from portal.security.totp import provisioning_uri
 from portal.staff import bp
-from portal.staff.common import csv_response, operator_actor, wants_csv
+from portal.staff.common import csv_response, get_or_404, operator_actor, wants_csv
 from portal.web.access import operator_required, requires
 from portal.web.actions import carry_out, refused, saved, see_other
-from portal.web.forms import MultiCheckboxField, choices, field_error
+from portal.web.forms import (
+    EmptyForm,
+    MultiCheckboxField,
+    ProofForm,
+    TotpConfirmForm,
+    choices,
+    field_error,
+)
 from portal.web.htmx import render
 
 RIGHT = "operators.admin"
-
-
-def get_or_404(model, ident: int):
-    """db.get_or_404 for ids from the URL: a number no row can have is a 404 too."""
-    if not 0 < ident <= 2**31 - 1:
-        abort(404)
-    return db.get_or_404(model, ident)
 
 
 # ---------------------------------------------------------------------------------- forms
@@ -57,22 +57,6 @@ class RoleForm(FlaskForm):
     rights = MultiCheckboxField(_l("Rights"),
                                 choices=choices([(code, f"{code} — {text}") for code, text in RIGHTS.items()]),
                                 validate_choice=False)
-
-
-class EmptyForm(FlaskForm):
-    """A button that changes something: only the CSRF token."""
-
-
-class TotpConfirmForm(FlaskForm):
-    code = StringField(_l("Code from the app"), validators=[DataRequired(message=_l("Enter the 6-digit code.")),
-                                                            Length(max=10)],
-                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
-
-
-class ProofForm(FlaskForm):
-    proof = PasswordField(_l("Current code from the app, or your password"),
-                          validators=[DataRequired(message=_l("Enter a current code from your app, or your password."))],
-                          render_kw={"autocomplete": "current-password"})
 
 
 def _access_choices(form: OperatorForm) -> None:

@@ -1,8 +1,11 @@
 """Form helpers both faces use: select options, optional integers, a rule's refusal shown
-next to its field, checkbox sets."""
+next to its field, checkbox sets, and the forms both faces share (a button, two-factor steps)."""
 from __future__ import annotations
 
-from wtforms import SelectMultipleField
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, SelectMultipleField, StringField
+from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
 try:  # WTForms ≥ 3.3; plain tuples are deprecated there and go in 3.4
@@ -57,3 +60,21 @@ class MultiCheckboxField(SelectMultipleField):
 
     widget = ListWidget(prefix_label=False)
     option_widget = CheckboxInput()
+
+
+# Forms both faces show the same way: a button, and the second factor's steps.
+
+class EmptyForm(FlaskForm):
+    """A button that changes something: only the CSRF token."""
+
+
+class TotpConfirmForm(FlaskForm):
+    code = StringField(_l("Code from the app"), validators=[DataRequired(message=_l("Enter the 6-digit code.")),
+                                                            Length(max=10)],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
+
+
+class ProofForm(FlaskForm):
+    proof = PasswordField(_l("Current code from the app, or your password"),
+                          validators=[DataRequired(message=_l("Enter a current code from your app, or your password."))],
+                          render_kw={"autocomplete": "current-password"})
