@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from portal.domain import DomainError
-from portal.domain.payments import PAYABLE_TYPES, _cur, _money
+from portal.domain.invoice_state import PAYABLE_TYPES, _cur, _money
 from portal.models import Invoice, InvoiceState, InvoiceType, Payment, PaymentSource, PaymentState
 from portal.models.base import ZERO
 
