@@ -49,10 +49,19 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from xml.etree.ElementTree import ParseError  # noqa: S405 — the exception type only
+from xml.etree.ElementTree import fromstring as unsafe_fromstring  # noqa: S405 — used only without a DTD
 
 from portal.domain import DomainError
 from portal.domain.invoice_state import CENT, MAX_AMOUNT
 from portal.models import Currency, StatementFormat
+
+try:
+    import defusedxml.ElementTree as safe_et
+    from defusedxml import DefusedXmlException
+except ImportError:  # pragma: no cover — defusedxml is a dependency; stay safe without it
+    safe_et = None
+    DefusedXmlException = ValueError
 
 CAMT_NAMESPACE = re.compile(r"^\{(urn:iso:std:iso:20022:tech:xsd:camt\.053\.001\.0[2-8])\}Document$")
 
@@ -297,22 +306,12 @@ def parse_csv(data: bytes) -> ParsedStatement:
 def _parse_xml(data: bytes):
     """Parse with defusedxml (no DTD, no entities, no external references): a statement never
     needs them, and they are how XML bombs and external-entity attacks work."""
-    from xml.etree.ElementTree import ParseError  # noqa: S405 — the exception type only
-
-    try:
-        import defusedxml.ElementTree as safe_et
-        from defusedxml import DefusedXmlException
-    except ImportError:  # pragma: no cover — defusedxml is a dependency; stay safe without it
-        safe_et = None
-        DefusedXmlException = ValueError  # noqa: N806
     try:
         if safe_et is not None:
             return safe_et.fromstring(data, forbid_dtd=True)
         if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
             raise ValueError("DTD")
-        from xml.etree.ElementTree import fromstring  # noqa: S405
-
-        return fromstring(data)  # noqa: S314 — DTDs (and so entities) refused just above
+        return unsafe_fromstring(data)  # noqa: S314 — DTDs (and so entities) refused just above
     except ParseError as exc:
         line, column = getattr(exc, "position", (0, 0))
         raise StatementRejected(f"The XML is malformed at line {line}, column {column}.") from None
