@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
+from flask_babel import gettext as _
 from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
@@ -118,7 +119,7 @@ def customer_statement(session: Session, customer_id: int, start: date, end: dat
     same day) with a running balance, totals and the closing balance (= opening + debits −
     credits). Four SQL statements, whatever the number of entries."""
     if start > end:
-        raise DomainError("The statement must start before it ends.", field="start")
+        raise DomainError(_("The statement must start before it ends."), field="start")
     opening = customer_balance(session, customer_id, as_of=start - timedelta(days=1))
     corrected = _CORRECTED
     invoice_rows = session.execute(
@@ -165,7 +166,7 @@ def customer_statement(session: Session, customer_id: int, start: date, end: dat
     debit_total: dict[str, Decimal] = {}
     credit_total: dict[str, Decimal] = {}
     entries = []
-    for *_, entry in raw:
+    for *_key, entry in raw:
         c = entry.currency
         running[c] = running.get(c, ZERO) + entry.debit - entry.credit
         entry.balance = running[c]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -106,9 +107,9 @@ def settle_credit_note(session: Session, credit_note: Invoice, *, actor: Actor, 
     paid_at = `on`, default its issue date), so settling twice does nothing. Returns the
     amount released to customer credit."""
     if credit_note.type != InvoiceType.CREDIT_NOTE or credit_note.corrects_id is None:
-        raise CreditNoteNotSettleable("Only a credit note correcting an invoice can be settled.")
+        raise CreditNoteNotSettleable(_("Only a credit note correcting an invoice can be settled."))
     if credit_note.state != InvoiceState.ISSUED or credit_note.gross_total >= 0:
-        raise CreditNoteNotSettleable("Only an issued credit note with a negative total can be settled.")
+        raise CreditNoteNotSettleable(_("Only an issued credit note with a negative total can be settled."))
     on = on or credit_note.issue_date
     session.flush()
     if credit_note.paid_amount == -credit_note.gross_total:

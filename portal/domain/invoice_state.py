@@ -14,6 +14,7 @@ import functools
 from datetime import date
 from decimal import Decimal
 
+from flask_babel import gettext as _
 from sqlalchemy import func, select, type_coerce
 from sqlalchemy.orm import Session, aliased
 
@@ -136,7 +137,7 @@ def _cur(value) -> str:
 
 def _refuse_reversed(payment: Payment) -> None:
     if payment.state == PaymentState.REVERSED:
-        raise AllocationNotAllowed("The payment was reversed by the bank; it pays nothing.", field="payment")
+        raise AllocationNotAllowed(_("The payment was reversed by the bank; it pays nothing."), field="payment")
 
 
 def _state(payment: Payment, *, remainder_is_credit: bool) -> PaymentState:
@@ -151,7 +152,7 @@ def _state(payment: Payment, *, remainder_is_credit: bool) -> PaymentState:
 
 def _allocate(session: Session, payment: Payment, invoice: Invoice, amount: Decimal, actor: Actor) -> PaymentAllocation:
     if amount <= 0 or amount > payment.unallocated:  # the invariant, guarded where it is made
-        raise AllocationNotAllowed("An allocation must be positive and within the payment's unallocated amount.")
+        raise AllocationNotAllowed(_("An allocation must be positive and within the payment's unallocated amount."))
     allocation = PaymentAllocation(
         payment=payment, invoice=invoice, amount=amount, at=utcnow(), actor_type=actor.type, actor_id=actor.id,
     )

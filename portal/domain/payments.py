@@ -36,10 +36,12 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal.domain import DomainError, audit
+from portal.domain import DomainError, audit, wording
 from portal.domain.actors import Actor
 from portal.domain.credits import (
     CreditNoteNotSettleable,
@@ -118,15 +120,15 @@ def parse_amount(value, field: str = "amount") -> Decimal:
     try:
         amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
-        raise InvalidPayment(f"{value!r} is not an amount.", field=field) from None
+        raise InvalidPayment(_("%(value)s is not an amount.", value=repr(value)), field=field) from None
     if not amount.is_finite():
-        raise InvalidPayment(f"{value!r} is not an amount.", field=field)
+        raise InvalidPayment(_("%(value)s is not an amount.", value=repr(value)), field=field)
     if amount <= 0:
-        raise InvalidPayment("The amount must be greater than zero.", field=field)
+        raise InvalidPayment(_("The amount must be greater than zero."), field=field)
     if amount != amount.quantize(CENT):
-        raise InvalidPayment("The amount may have at most two decimals.", field=field)
+        raise InvalidPayment(_("The amount may have at most two decimals."), field=field)
     if amount > MAX_AMOUNT:
-        raise InvalidPayment("The amount is too large.", field=field)
+        raise InvalidPayment(_("The amount is too large."), field=field)
     return amount.quantize(CENT)
 
 
@@ -135,7 +137,17 @@ def parse_currency(value) -> Currency:
         return Currency(str(value).strip().upper())
     except ValueError:
         known = ", ".join(c.value for c in Currency)
-        raise InvalidPayment(f"Unknown currency {value!r} (known: {known}).", field="currency") from None
+        raise InvalidPayment(_("Unknown currency %(value)s (known: %(known)s).", value=repr(value), known=known),
+                             field="currency") from None
+
+
+# What clean_symbol says of a symbol that is not 1–n digits, per field.
+_SYMBOL_DIGITS = {
+    "variable_symbol": _l("A variable symbol has 1–%(n)d digits."),
+    "constant_symbol": _l("A constant symbol has 1–%(n)d digits."),
+    "specific_symbol": _l("A specific symbol has 1–%(n)d digits."),
+    None: _l("A symbol has 1–%(n)d digits."),
+}
 
 
 def clean_symbol(value, field: str, max_digits: int) -> str | None:
@@ -146,7 +158,8 @@ def clean_symbol(value, field: str, max_digits: int) -> str | None:
     if not text:
         return None
     if not text.isdigit() or len(text) > max_digits:
-        raise InvalidPayment(f"A {field.replace('_', ' ')} has 1–{max_digits} digits.", field=field)
+        rule = _SYMBOL_DIGITS.get(field, _SYMBOL_DIGITS[None])
+        raise InvalidPayment(rule % {"n": max_digits}, field=field)
     return text
 
 
@@ -210,16 +223,16 @@ def _new_payment(session: Session, *, amount, currency, received_on, variable_sy
     amount = parse_amount(amount)
     currency = parse_currency(currency)
     if not isinstance(received_on, date):
-        raise InvalidPayment("A payment needs the date it was received.", field="received_on")
+        raise InvalidPayment(_("A payment needs the date it was received."), field="received_on")
     source = PaymentSource(source)
     bank_reference = (bank_reference or "").strip() or None
     if bank_reference and len(bank_reference) > 100:
-        raise InvalidPayment("The bank reference is longer than 100 characters.", field="bank_reference")
+        raise InvalidPayment(_("The bank reference is longer than 100 characters."), field="bank_reference")
     if bank_reference and check_reference and session.scalar(
         select(Payment.id).where(Payment.source == source, Payment.bank_reference == bank_reference)
     ):
-        raise InvalidPayment(f"A payment with bank reference {bank_reference} is already recorded.",
-                             field="bank_reference")
+        raise InvalidPayment(_("A payment with bank reference %(reference)s is already recorded.",
+                               reference=bank_reference), field="bank_reference")
     customer_id = customer.id if isinstance(customer, Customer) else customer
     payment = Payment(
         received_on=received_on,
@@ -258,18 +271,21 @@ def allocate(session: Session, payment: Payment, invoice: Invoice, amount, *, ac
     rows = _lock_invoices(session, [invoice.id])
     invoice, credited = rows[0]
     if invoice.type not in PAYABLE_TYPES or invoice.state != InvoiceState.ISSUED:
-        raise AllocationNotAllowed("Only an issued invoice can be paid.", field="invoice")
+        raise AllocationNotAllowed(_("Only an issued invoice can be paid."), field="invoice")
     if invoice.currency != payment.currency:
         raise AllocationNotAllowed(
-            f"The invoice is in {invoice.currency.value}, the payment in {payment.currency.value}.", field="invoice")
+            _("The invoice is in %(invoice_currency)s, the payment in %(payment_currency)s.",
+              invoice_currency=invoice.currency.value, payment_currency=payment.currency.value), field="invoice")
     if payment.customer_id is not None and payment.customer_id != invoice.customer_id:
-        raise AllocationNotAllowed("The invoice belongs to another customer than the payment.", field="invoice")
+        raise AllocationNotAllowed(_("The invoice belongs to another customer than the payment."), field="invoice")
     if amount > payment.unallocated:
         raise AllocationNotAllowed(
-            f"Only {payment.unallocated} {payment.currency.value} of the payment is unallocated.", field="amount")
+            _("Only %(amount)s of the payment is unallocated.",
+              amount=wording.amount(payment.unallocated, payment.currency.value)), field="amount")
     due = invoice_due(invoice, credited)
     if amount > due:
-        raise AllocationNotAllowed(f"Only {due} {invoice.currency.value} is due on invoice {invoice.number}.",
+        raise AllocationNotAllowed(_("Only %(amount)s is due on invoice %(number)s.",
+                                     amount=wording.amount(due, invoice.currency.value), number=invoice.number),
                                    field="amount")
     was_credit = payment.state == PaymentState.OVERPAID
     before_customer = payment.customer_id
@@ -297,17 +313,17 @@ def unpair(session: Session, payment: Payment, *, actor: Actor, allocation: Paym
     _refuse_reversed(payment)
     if allocation is not None:
         if allocation.payment_id != payment.id:
-            raise AllocationNotAllowed("The allocation belongs to another payment.", field="allocation")
+            raise AllocationNotAllowed(_("The allocation belongs to another payment."), field="allocation")
         removed = [allocation]
     else:
         removed = list(payment.allocations)
     if not removed:
-        raise AllocationNotAllowed("The payment is not paired with any invoice.", field="allocation")
+        raise AllocationNotAllowed(_("The payment is not paired with any invoice."), field="allocation")
     rows = _lock_invoices(session, [a.invoice_id for a in removed])
     invoices = {inv.id: (inv, credited) for inv, credited in rows}
     detail = []
     for a in removed:
-        invoice, _ = invoices[a.invoice_id]
+        invoice = invoices[a.invoice_id][0]
         invoice.paid_amount -= a.amount
         payment.unallocated += a.amount
         detail.append({"invoice": invoice.number, "invoice_id": invoice.id, "amount": a.amount})
@@ -318,7 +334,7 @@ def unpair(session: Session, payment: Payment, *, actor: Actor, allocation: Paym
     payment.state = _state(payment, remainder_is_credit=False)
     session.flush()
     session.expire(payment, ["allocations"])
-    for invoice, _ in invoices.values():
+    for invoice, _credited in invoices.values():
         session.expire(invoice, ["allocations"])
     audit.record(
         session, actor, "payment.unpaired", "payment", payment.id,
@@ -335,7 +351,7 @@ def assign_customer(session: Session, payment: Payment, customer: Customer, *, a
     _lock_payments(session, [payment.id])
     _refuse_reversed(payment)
     if payment.customer_id not in (None, customer.id) and payment.allocations:
-        raise AllocationNotAllowed("The payment is paired with another customer's invoices; unpair it first.",
+        raise AllocationNotAllowed(_("The payment is paired with another customer's invoices; unpair it first."),
                                    field="customer")
     before = payment.customer_id
     payment.customer_id = customer.id
@@ -359,13 +375,13 @@ def reverse_payment(session: Session, payment: Payment, *, actor: Actor, reason:
     Audited."""
     _lock_payments(session, [payment.id])
     if payment.state == PaymentState.REVERSED:
-        raise ReversalNotAllowed(f"Payment #{payment.id} is already reversed.")
+        raise ReversalNotAllowed(_("Payment #%(id)s is already reversed.", id=payment.id))
     removed = list(payment.allocations)
     rows = _lock_invoices(session, [a.invoice_id for a in removed]) if removed else []
     invoices = {inv.id: (inv, credited) for inv, credited in rows}
     detail = []
     for a in removed:
-        invoice, _ = invoices[a.invoice_id]
+        invoice = invoices[a.invoice_id][0]
         invoice.paid_amount -= a.amount
         detail.append({"invoice": invoice.number, "invoice_id": invoice.id, "amount": a.amount})
         session.delete(a)
@@ -379,7 +395,7 @@ def reverse_payment(session: Session, payment: Payment, *, actor: Actor, reason:
     payment.reversed_by_import_id = statement_import.id if statement_import is not None else None
     session.flush()
     session.expire(payment, ["allocations"])
-    for invoice, _ in invoices.values():
+    for invoice, _credited in invoices.values():
         session.expire(invoice, ["allocations"])
     audit.record(
         session, actor, "payment.reversed", "payment", payment.id,

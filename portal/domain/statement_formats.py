@@ -52,6 +52,8 @@ from decimal import Decimal, InvalidOperation
 from xml.etree.ElementTree import ParseError  # noqa: S405 — the exception type only
 from xml.etree.ElementTree import fromstring as unsafe_fromstring  # noqa: S405 — used only without a DTD
 
+from flask_babel import gettext as _
+
 from portal.domain import DomainError
 from portal.domain.invoice_state import CENT, MAX_AMOUNT
 from portal.models import Currency, StatementFormat
@@ -182,22 +184,41 @@ def _symbol(text: str | None, max_digits: int) -> str | None:
     return s if s.isdigit() and len(s) <= max_digits and s.strip("0") else None
 
 
-def _check_amount(raw: str, amount: Decimal | None, where: str) -> Decimal:
+@dataclass(frozen=True)
+class _Place:
+    """Where in the file a message points: "line 3", "entry 4 (Ntry/Amt)" — worded in the
+    reader's language only when a message is written (a file has thousands of places)."""
+
+    kind: str  # "line" | "entry"
+    number: int
+    element: str = ""
+
+    def at(self, element: str) -> _Place:
+        return _Place(self.kind, self.number, element)
+
+    def __str__(self) -> str:
+        text = _("line %(n)d", n=self.number) if self.kind == "line" else _("entry %(n)d", n=self.number)
+        return f"{text} ({self.element})" if self.element else text
+
+
+def _check_amount(raw: str, amount: Decimal | None, where: _Place) -> Decimal:
     if amount is None:
-        raise StatementRejected(f"{where}: amount {raw!r} is not a number.")
+        raise StatementRejected(_("%(where)s: amount %(raw)s is not a number.", where=where, raw=repr(raw)))
     if amount != amount.quantize(CENT):
-        raise StatementRejected(f"{where}: amount {raw!r} has more than two decimals.")
+        raise StatementRejected(_("%(where)s: amount %(raw)s has more than two decimals.", where=where,
+                                  raw=repr(raw)))
     if abs(amount) > MAX_AMOUNT:
-        raise StatementRejected(f"{where}: amount {raw!r} is too large.")
+        raise StatementRejected(_("%(where)s: amount %(raw)s is too large.", where=where, raw=repr(raw)))
     return amount.quantize(CENT)
 
 
-def _check_currency(raw: str | None, where: str) -> Currency:
+def _check_currency(raw: str | None, where: _Place) -> Currency:
     try:
         return Currency((raw or "").strip().upper())
     except ValueError:
         known = ", ".join(c.value for c in Currency)
-        raise StatementRejected(f"{where}: currency {raw!r} is not supported (known: {known}).") from None
+        raise StatementRejected(_("%(where)s: currency %(raw)s is not supported (known: %(known)s).",
+                                  where=where, raw=repr(raw), known=known)) from None
 
 
 def _derived_reference(prefix: str, parts: list, counter: dict) -> str:
@@ -237,8 +258,8 @@ def _decode(data: bytes) -> str:
         # Not text in either encoding (a binary file, another code page): refuse rather than
         # import names and messages with characters silently replaced.
         line = data[:exc.start].count(b"\n") + 1
-        raise StatementRejected(f"Line {line}: the file is neither UTF-8 nor Windows-1250 text "
-                                f"(byte 0x{data[exc.start]:02x}).") from None
+        raise StatementRejected(_("Line %(n)d: the file is neither UTF-8 nor Windows-1250 text "
+                                  "(byte 0x%(byte)02x).", n=line, byte=data[exc.start])) from None
 
 
 def parse_csv(data: bytes) -> ParsedStatement:
@@ -248,35 +269,39 @@ def parse_csv(data: bytes) -> ParsedStatement:
     header_line = next((line for line in lines if line.strip()), "")
     delimiter = max((";", ",", "\t"), key=header_line.count)
     if header_line.count(delimiter) == 0:
-        raise StatementRejected("line 1: a header row with the columns date, amount, currency… is required "
-                                "(delimiter ';' or ',').")
+        raise StatementRejected(_("%(where)s: a header row with the columns date, amount, currency… is "
+                                  "required (delimiter ';' or ',').", where=_Place("line", 1)))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     parsed = ParsedStatement(StatementFormat.CSV)
     header: list[str] | None = None
     counter: dict = {}
     for row in reader:
         lineno = reader.line_num
+        place = _Place("line", lineno)
         if not any(cell.strip() for cell in row):
             continue
         if header is None:
             header = [_column_name(c) for c in row]
             missing = [c for c in _REQUIRED if c not in header]
             if missing:
-                raise StatementRejected(f"line {lineno}: the header lacks the column(s) {', '.join(missing)} "
-                                        f"(found: {', '.join(header)}).")
+                raise StatementRejected(_("%(where)s: the header lacks the column(s) %(missing)s "
+                                          "(found: %(found)s).", where=place, missing=", ".join(missing),
+                                          found=", ".join(header)))
             continue
         where = f"line {lineno}"
         if len(row) > len(header):
-            raise StatementRejected(f"{where}: {len(row)} fields but the header has {len(header)}.")
+            raise StatementRejected(_("%(where)s: %(fields)d fields but the header has %(columns)d.",
+                                      where=place, fields=len(row), columns=len(header)))
         rec = dict(zip(header, (c.strip() for c in row), strict=False))
-        amount = _check_amount(rec.get("amount", ""), _parse_amount(rec.get("amount", "")), where)
+        amount = _check_amount(rec.get("amount", ""), _parse_amount(rec.get("amount", "")), place)
         booked_on = _parse_date(rec.get("date", ""))
         if booked_on is None:
-            raise StatementRejected(f"{where}: date {rec.get('date', '')!r} is not YYYY-MM-DD or DD.MM.YYYY.")
+            raise StatementRejected(_("%(where)s: date %(raw)s is not YYYY-MM-DD or DD.MM.YYYY.",
+                                      where=place, raw=repr(rec.get("date", ""))))
         if amount <= 0:
             parsed.skipped += 1
             continue
-        currency = _check_currency(rec.get("currency"), where)
+        currency = _check_currency(rec.get("currency"), place)
         message = rec.get("message", "")
         symbols = {}
         for col, digits in (("variable_symbol", 10), ("constant_symbol", 4), ("specific_symbol", 10)):
@@ -289,14 +314,15 @@ def parse_csv(data: bytes) -> ParsedStatement:
             reference = _derived_reference("csv", [booked_on, amount, currency, symbols["variable_symbol"],
                                                   rec.get("counterparty_account"), message], counter)
         elif len(reference) > 100:
-            raise StatementRejected(f"{where}: transaction_id is longer than 100 characters.")
+            raise StatementRejected(_("%(where)s: transaction_id is longer than 100 characters.", where=place))
         parsed.credits.append(Transaction(
             where=where, booked_on=booked_on, amount=amount, currency=currency, bank_reference=reference,
             counterparty_account=rec.get("counterparty_account") or None,
             counterparty_name=rec.get("counterparty_name") or None, message=message, **symbols,
         ))
     if header is None:
-        raise StatementRejected("line 1: a header row with the columns date, amount, currency… is required.")
+        raise StatementRejected(_("%(where)s: a header row with the columns date, amount, currency… is required.",
+                                  where=_Place("line", 1)))
     return parsed
 
 
@@ -314,10 +340,11 @@ def _parse_xml(data: bytes):
         return unsafe_fromstring(data)  # noqa: S314 — DTDs (and so entities) refused just above
     except ParseError as exc:
         line, column = getattr(exc, "position", (0, 0))
-        raise StatementRejected(f"The XML is malformed at line {line}, column {column}.") from None
+        raise StatementRejected(_("The XML is malformed at line %(line)s, column %(column)s.",
+                                  line=line, column=column)) from None
     except DefusedXmlException:
-        raise StatementRejected("The XML contains a DTD or entities, which bank statements never need; "
-                                "refused.") from None
+        raise StatementRejected(_("The XML contains a DTD or entities, which bank statements never need; "
+                                  "refused.")) from None
 
 
 _SYMBOL_PATTERNS = {
@@ -340,9 +367,9 @@ def parse_camt053(data: bytes) -> ParsedStatement:
     root = _parse_xml(data)
     m = CAMT_NAMESPACE.match(root.tag)
     if not m:
-        raise StatementRejected(
-            f"The XML is not a CAMT.053 bank statement (root element {root.tag}); expected namespace "
-            "urn:iso:std:iso:20022:tech:xsd:camt.053.001.02 … .08.")
+        raise StatementRejected(_(
+            "The XML is not a CAMT.053 bank statement (root element %(tag)s); expected namespace "
+            "urn:iso:std:iso:20022:tech:xsd:camt.053.001.02 … .08.", tag=root.tag))
     ns = {"c": m[1]}
 
     def find(el, path):
@@ -359,21 +386,23 @@ def parse_camt053(data: bytes) -> ParsedStatement:
     parsed = ParsedStatement(StatementFormat.CAMT053)
     statements = root.findall("c:BkToCstmrStmt/c:Stmt", ns)
     if not statements:
-        raise StatementRejected("The CAMT.053 file has no statement (BkToCstmrStmt/Stmt).")
+        raise StatementRejected(_("The CAMT.053 file has no statement (BkToCstmrStmt/Stmt)."))
     counter: dict = {}
     index = 0
     for stmt in statements:
         for ntry in stmt.findall("c:Ntry", ns):
             index += 1
             where = f"entry {index}"
+            place = _Place("entry", index)
             amt_el = find(ntry, "Amt")
             if amt_el is None or not (amt_el.text or "").strip():
-                raise StatementRejected(f"{where} (Ntry/Amt): the amount is missing.")
+                raise StatementRejected(_("%(where)s: the amount is missing.", where=place.at("Ntry/Amt")))
             raw_amount = amt_el.text.strip()
-            amount = _check_amount(raw_amount, _parse_xml_amount(raw_amount), f"{where} (Ntry/Amt)")
+            amount = _check_amount(raw_amount, _parse_xml_amount(raw_amount), place.at("Ntry/Amt"))
             indicator = text(ntry, "CdtDbtInd")
             if indicator not in ("CRDT", "DBIT"):
-                raise StatementRejected(f"{where} (Ntry/CdtDbtInd): {indicator!r} is neither CRDT nor DBIT.")
+                raise StatementRejected(_("%(where)s: %(value)s is neither CRDT nor DBIT.",
+                                          where=place.at("Ntry/CdtDbtInd"), value=repr(indicator)))
             status = text(ntry, "Sts/Cd") or text(ntry, "Sts")
             if text(ntry, "RvslInd").lower() in ("true", "1"):
                 # A reversal undoes an earlier booking; it is never a new payment.
@@ -384,12 +413,13 @@ def parse_camt053(data: bytes) -> ParsedStatement:
             if indicator == "DBIT" or (status and status != "BOOK") or amount <= 0:
                 parsed.skipped += 1
                 continue
-            currency = _check_currency(amt_el.get("Ccy"), f"{where} (Ntry/Amt/@Ccy)")
+            currency = _check_currency(amt_el.get("Ccy"), place.at("Ntry/Amt/@Ccy"))
             raw_date = (text(ntry, "BookgDt/Dt") or text(ntry, "BookgDt/DtTm")
                         or text(ntry, "ValDt/Dt") or text(ntry, "ValDt/DtTm"))
             booked_on = _parse_iso_date(raw_date)
             if booked_on is None:
-                raise StatementRejected(f"{where} (Ntry/BookgDt): date {raw_date!r} is missing or not valid.")
+                raise StatementRejected(_("%(where)s: date %(raw)s is missing or not valid.",
+                                          where=place.at("Ntry/BookgDt"), raw=repr(raw_date)))
             txs = ntry.findall("c:NtryDtls/c:TxDtls", ns)
             parts: list[tuple] = []  # (tx element or None, amount, currency)
             if len(txs) > 1:
@@ -400,7 +430,7 @@ def parse_camt053(data: bytes) -> ParsedStatement:
                         tx_amt = find(tx, "Amt")
                     if tx_amt is None:
                         break
-                    tx_where = f"{where} (TxDtls {j}/AmtDtls/TxAmt/Amt)"
+                    tx_where = place.at(f"TxDtls {j}/AmtDtls/TxAmt/Amt")
                     tx_amounts.append((tx, _check_amount(tx_amt.text or "", _parse_xml_amount(tx_amt.text or ""),
                                                          tx_where),
                                        _check_currency(tx_amt.get("Ccy"), tx_where)))

@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -56,6 +57,7 @@ from portal.domain.statement_formats import (
     parse_csv,
     parse_statement,
 )
+from portal.domain.wording import day
 from portal.models import (
     Currency,
     Payment,
@@ -89,9 +91,9 @@ def check_statement(session: Session, data: bytes) -> ParsedStatement:
     entry). The parsed statement when none of these: pages check an upload this way, answer
     at once, and leave the import itself (the pairing of every payment) to a job."""
     if len(data) > MAX_FILE_SIZE:
-        raise StatementRejected(f"The file is larger than {MAX_FILE_SIZE // (1024 * 1024)} MB.")
+        raise StatementRejected(_("The file is larger than %(mb)d MB.", mb=MAX_FILE_SIZE // (1024 * 1024)))
     if not data.strip():
-        raise StatementRejected("The file is empty.")
+        raise StatementRejected(_("The file is empty."))
     earlier = session.scalar(select(StatementImport).where(StatementImport.sha256 == hashlib.sha256(data).hexdigest()))
     if earlier is not None:
         raise AlreadyImported(_already(earlier))
@@ -166,7 +168,7 @@ def import_statement(session: Session, file_name: str, data: bytes, *, actor: Ac
         # Someone imported the same file (or the same transactions) at the same moment.
         earlier = session.scalar(select(StatementImport).where(StatementImport.sha256 == sha))
         raise AlreadyImported(_already(earlier) if earlier else
-                              "The file was imported concurrently by someone else; nothing was written.") from None
+                              _("The file was imported concurrently by someone else; nothing was written.")) from None
     return imp
 
 
@@ -222,8 +224,9 @@ def _apply_reversal(session: Session, r: Reversal, imp: StatementImport, actor: 
 
 
 def _already(earlier: StatementImport) -> str:
-    return (f"This file was already imported on {earlier.imported_at:%Y-%m-%d %H:%M} UTC "
-            f"(import #{earlier.id}, {earlier.file_name}).")
+    return _("This file was already imported on %(day)s %(time)s UTC (import #%(id)s, %(name)s).",
+             day=day(earlier.imported_at), time=f"{earlier.imported_at:%H:%M}", id=earlier.id,
+             name=earlier.file_name)
 
 
 def _known_references(session: Session, refs: list[str]) -> set[str]:
