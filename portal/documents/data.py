@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from portal.config import DefaultConfig
 from portal.models import (
     Agreement,
     Customer,
@@ -34,6 +35,7 @@ from portal.models import (
 )
 
 from .render import DEFAULT_LANGUAGE, N_, DocumentError, language_of, plain_gettext
+from .statement_lines import describe_entry
 
 ZERO = Decimal("0.00")
 
@@ -87,8 +89,6 @@ def _split_address(one_line: str) -> dict[str, str]:
 def _config() -> dict:
     if has_app_context():
         return current_app.config
-    from portal.config import DefaultConfig
-
     return {k: getattr(DefaultConfig, k) for k in dir(DefaultConfig) if k.isupper()}
 
 
@@ -418,8 +418,6 @@ def statement_data(customer: Customer, statement: Any) -> dict[str, Any]:
         if isinstance(value, dict):
             return {str(k): _s(Decimal(v)) for k, v in value.items()}
         return {customer.location.currency.value if customer.location else "CZK": _s(Decimal(value))}
-
-    from portal.domain.balance import describe_entry
 
     party = customer_party(customer)
     gettext = plain_gettext(party["language"])

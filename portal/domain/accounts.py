@@ -5,6 +5,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
+from flask_babel import gettext as _
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -128,7 +129,7 @@ def reset_password(session: Session, face: Face, token: str, new_password: str, 
     """Spend the token, set the password, and end every session of the login."""
     row = valid_reset_token(session, face, token)
     if row is None:
-        raise DomainError("This link has expired or was already used. Ask for a new one.")
+        raise DomainError(_("This link has expired or was already used. Ask for a new one."))
     principal = session.get(Operator, row.operator_id) if face == Face.OPERATOR else session.get(CustomerLogin, row.customer_login_id)
     problem = password_problem(new_password, principal.email)
     if problem:
@@ -180,7 +181,7 @@ def create_operator(session: Session, email: str, name: str, password: str, role
                     actor: Actor) -> Operator:
     email = normalise_email(email)
     if session.scalar(select(Operator.id).where(Operator.email == email)):
-        raise DomainError("An operator with this e-mail already exists.", field="email")
+        raise DomainError(_("An operator with this e-mail already exists."), field="email")
     problem = password_problem(password, email)
     if problem:
         raise DomainError(problem, field="password")
@@ -194,7 +195,7 @@ def create_operator(session: Session, email: str, name: str, password: str, role
 def create_customer_login(session: Session, customer: Customer, email: str, password: str, actor: Actor) -> CustomerLogin:
     email = normalise_email(email)
     if session.scalar(select(CustomerLogin.id).where(CustomerLogin.email == email)):
-        raise DomainError("A login with this e-mail already exists.", field="email")
+        raise DomainError(_("A login with this e-mail already exists."), field="email")
     problem = password_problem(password, email)
     if problem:
         raise DomainError(problem, field="password")

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
+from flask_babel import gettext as _
 from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from portal.documents.statement_lines import SOURCE_LABEL, describe_entry
 from portal.domain import DomainError
-from portal.domain.payments import PAYABLE_TYPES, _cur, _money
+from portal.domain.invoice_state import PAYABLE_TYPES, _cur, _money
 from portal.models import Invoice, InvoiceState, InvoiceType, Payment, PaymentSource, PaymentState
 from portal.models.base import ZERO
 
@@ -29,19 +31,6 @@ _KIND_ORDER = {"invoice": 0, "credit_note": 1, "payment": 2}
 # The corrected invoice of a credit note, aliased once: an alias builds proxies of all the
 # table's columns, which cost about a millisecond a page when made per call.
 _CORRECTED = aliased(Invoice, name="corrected")
-
-
-def N_(message: str) -> str:
-    """Marks a message for extraction; worded where it is shown (describe_entry)."""
-    return message
-
-
-_SOURCE_LABEL = {
-    PaymentSource.BANK_IMPORT: N_("Bank transfer"),
-    PaymentSource.MANUAL: N_("Payment"),
-    PaymentSource.CARD: N_("Card payment"),
-    PaymentSource.CASH: N_("Cash payment"),
-}
 
 
 def customer_balance(session: Session, customer_id: int, *, as_of: date | None = None) -> dict[str, Decimal]:
@@ -99,35 +88,10 @@ class StatementEntry:
     payment_id: int | None = None
     due_date: date | None = None
     variable_symbol: str | None = None
-    # What the line says, as parts: worded by describe_entry in the reader's language (the
-    # page in the request's, the PDF in the customer's). `description` is the English text.
+    # What the line says, as parts: worded by describe_entry (portal.documents.statement_lines)
+    # in the reader's language (the page in the request's, the PDF in the customer's).
+    # `description` is the English text.
     parts: dict = field(default_factory=dict)
-
-
-def _english(message: str, **variables) -> str:
-    return message % variables if variables else message
-
-
-def describe_entry(entry: StatementEntry, gettext=_english) -> str:
-    """The statement line of `entry` in the language of `gettext` (`gettext(msgid,
-    **variables)` → text, as flask_babel.gettext and the documents' own)."""
-    p = entry.parts
-    if not p:
-        return entry.description
-    if entry.kind == "credit_note":
-        text = gettext(N_("Credit note %(number)s to invoice %(invoice)s"), number=entry.reference,
-                       invoice=p.get("corrected") or "?")
-        return f"{text}: {p['reason']}" if p.get("reason") else text
-    if entry.kind == "invoice":
-        if p.get("period"):
-            start, end = p["period"]
-            msgid = (N_("Advance invoice %(number)s for %(start)s–%(end)s") if p.get("advance")
-                     else N_("Invoice %(number)s for %(start)s–%(end)s"))
-            return gettext(msgid, number=entry.reference, start=f"{start:%d.%m.%Y}", end=f"{end:%d.%m.%Y}")
-        msgid = N_("Advance invoice %(number)s") if p.get("advance") else N_("Invoice %(number)s")
-        return gettext(msgid, number=entry.reference)
-    label = gettext(p.get("source") or _SOURCE_LABEL[PaymentSource.MANUAL])
-    return f"{label}: {p['details']}" if p.get("details") else label
 
 
 @dataclass
@@ -155,7 +119,7 @@ def customer_statement(session: Session, customer_id: int, start: date, end: dat
     same day) with a running balance, totals and the closing balance (= opening + debits −
     credits). Four SQL statements, whatever the number of entries."""
     if start > end:
-        raise DomainError("The statement must start before it ends.", field="start")
+        raise DomainError(_("The statement must start before it ends."), field="start")
     opening = customer_balance(session, customer_id, as_of=start - timedelta(days=1))
     corrected = _CORRECTED
     invoice_rows = session.execute(
@@ -192,7 +156,7 @@ def customer_statement(session: Session, customer_id: int, start: date, end: dat
             payment.received_on, "payment", payment.variable_symbol or payment.bank_reference or f"#{payment.id}",
             "", _cur(payment.currency), ZERO, _money(payment.amount), ZERO,
             payment_id=payment.id, variable_symbol=payment.variable_symbol,
-            parts={"source": _SOURCE_LABEL.get(payment.source, _SOURCE_LABEL[PaymentSource.MANUAL]), "details": details},
+            parts={"source": SOURCE_LABEL.get(payment.source, SOURCE_LABEL[PaymentSource.MANUAL]), "details": details},
         )
         entry.description = describe_entry(entry)
         raw.append((entry.on, _KIND_ORDER["payment"], payment.id, entry))
@@ -202,7 +166,7 @@ def customer_statement(session: Session, customer_id: int, start: date, end: dat
     debit_total: dict[str, Decimal] = {}
     credit_total: dict[str, Decimal] = {}
     entries = []
-    for *_, entry in raw:
+    for *_key, entry in raw:
         c = entry.currency
         running[c] = running.get(c, ZERO) + entry.debit - entry.credit
         entry.balance = running[c]

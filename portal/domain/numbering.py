@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import string
 
+from flask_babel import gettext as _
 from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -36,7 +37,7 @@ def reserve_numbers(session: Session, scope: str, year: int, count: int) -> rang
     if count < 1:
         raise ValueError("count must be at least 1")
     if len(scope) > 60:
-        raise DomainError(f"Number scope {scope!r} is longer than 60 characters.")
+        raise DomainError(_("Number scope %(scope)s is longer than 60 characters.", scope=repr(scope)))
     advance = (
         update(_seq)
         .where(_seq.c.scope == scope, _seq.c.year == year)
@@ -67,17 +68,19 @@ def format_number(fmt: str, **parts) -> str:
     "{series}-{year}-{seq:06d}" and its parts. Unknown or malformed placeholders are a
     `NumberFormatError` (a DomainError), not a crash."""
     try:
-        names = {name for _, name, _, _ in string.Formatter().parse(fmt) if name is not None}
+        names = {name for _text, name, _spec, _conv in string.Formatter().parse(fmt) if name is not None}
     except ValueError as exc:
-        raise NumberFormatError(f"Malformed number format {fmt!r}: {exc}", field="number_format") from exc
+        raise NumberFormatError(_("Malformed number format %(format)s: %(error)s", format=repr(fmt), error=exc),
+                                field="number_format") from exc
     missing = sorted(n for n in names if n.split(".")[0].split("[")[0] not in parts)
     if missing:
         raise NumberFormatError(
-            f"Number format {fmt!r} uses {', '.join(missing)}, which is not available "
-            f"(available: {', '.join(sorted(parts))}).",
+            _("Number format %(format)s uses %(missing)s, which is not available (available: %(available)s).",
+              format=repr(fmt), missing=", ".join(missing), available=", ".join(sorted(parts))),
             field="number_format",
         )
     try:
         return fmt.format(**parts)
     except (ValueError, TypeError, IndexError, AttributeError, KeyError) as exc:
-        raise NumberFormatError(f"Number format {fmt!r} cannot be applied: {exc}", field="number_format") from exc
+        raise NumberFormatError(_("Number format %(format)s cannot be applied: %(error)s", format=repr(fmt), error=exc),
+                                field="number_format") from exc

@@ -24,58 +24,92 @@ The rules, in the business's words:
 
 Rows are locked (SELECT … FOR UPDATE, payments before invoices, invoices by due date and id)
 so that concurrent pairing on PostgreSQL cannot allocate the same money or due twice.
+
+This module records payments and holds the staff's corrections (allocate, unpair, assign,
+reverse); the rest lives by topic and every name stays importable from here:
+`invoice_state` (what an invoice still asks for; the moves on the ledger), `pairing`
+(identifying the payer, pairing, suggestions for staff) and `credits` (customer credit,
+settling credit notes).
 """
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import func, select, type_coerce
-from sqlalchemy.orm import Session, aliased
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from portal.domain import DomainError, audit
+from portal.domain import DomainError, audit, wording
 from portal.domain.actors import Actor
+from portal.domain.credits import (
+    CreditNoteNotSettleable,
+    apply_customer_credit,
+    customer_credit,
+    settle_credit_note,
+)
+from portal.domain.invoice_state import (
+    CENT,
+    HALF_CENT,
+    MAX_AMOUNT,
+    PAYABLE_TYPES,
+    STAFF_QUEUE_STATES,
+    AllocationNotAllowed,
+    _allocate,
+    _cur,
+    _describe,
+    _lock_invoices,
+    _lock_payments,
+    _money,
+    _refresh_paid_at,
+    _refuse_reversed,
+    _state,
+    credited_amounts,
+    credited_expr,
+    invoice_due,
+    open_invoices_query,
+)
+from portal.domain.pairing import (
+    Suggestion,
+    _pair,
+    identify_customer,
+    pair_payment,
+    similar_symbols,
+    suggest_matches,
+    vs_candidates,
+)
 from portal.models import (
     Currency,
     Customer,
-    CustomerService,
     Invoice,
     InvoiceState,
-    InvoiceType,
     Payment,
     PaymentAllocation,
     PaymentSource,
     PaymentState,
     StatementImport,
 )
-from portal.models.base import ZERO, Money, utcnow
+from portal.models.base import ZERO
 
-CENT = Decimal("0.01")
-# Amounts are exact on PostgreSQL; SQLite sums NUMERIC as floats, so "still open" is
-# "more than half a cent left" to stay clear of 1e-13 noise.
-HALF_CENT = Decimal("0.005")
-MAX_AMOUNT = Decimal("9999999999.99")  # Numeric(12, 2)
-# An advance invoice is a request for payment, so payments pay it like an invoice.
-PAYABLE_TYPES = (InvoiceType.INVOICE, InvoiceType.ADVANCE)
-STAFF_QUEUE_STATES = (PaymentState.UNMATCHED, PaymentState.PARTIAL)
+# Every name of the payment rules stays importable from here, whichever module holds it now.
+__all__ = [
+    "CENT", "HALF_CENT", "MAX_AMOUNT", "PAYABLE_TYPES", "STAFF_QUEUE_STATES",
+    "AllocationNotAllowed", "CreditNoteNotSettleable", "InvalidPayment", "ReversalNotAllowed", "Suggestion",
+    "allocate", "apply_customer_credit", "assign_customer", "clean_symbol", "credited_amounts", "credited_expr",
+    "customer_credit", "identify_customer", "invoice_due", "open_invoices_query", "pair_payment",
+    "parse_amount", "parse_currency", "record_payment", "reverse_payment", "settle_credit_note",
+    "similar_symbols", "suggest_matches", "unmatched_payments_query", "unpair", "vs_candidates",
+    "_cur", "_money", "_new_payment", "_pair",
+]
 
 
 class InvalidPayment(DomainError):
     """The payment's data is not acceptable (amount, currency, symbols…)."""
 
 
-class AllocationNotAllowed(DomainError):
-    """A manual allocation, unpairing or customer assignment that the rules refuse."""
-
-
 class ReversalNotAllowed(DomainError):
     """The payment cannot be reversed (already reversed)."""
-
-
-class CreditNoteNotSettleable(DomainError):
-    """The document is not an issued credit note correcting an invoice."""
 
 
 # ---------------------------------------------------------------- validation helpers
@@ -86,15 +120,15 @@ def parse_amount(value, field: str = "amount") -> Decimal:
     try:
         amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
-        raise InvalidPayment(f"{value!r} is not an amount.", field=field) from None
+        raise InvalidPayment(_("%(value)s is not an amount.", value=repr(value)), field=field) from None
     if not amount.is_finite():
-        raise InvalidPayment(f"{value!r} is not an amount.", field=field)
+        raise InvalidPayment(_("%(value)s is not an amount.", value=repr(value)), field=field)
     if amount <= 0:
-        raise InvalidPayment("The amount must be greater than zero.", field=field)
+        raise InvalidPayment(_("The amount must be greater than zero."), field=field)
     if amount != amount.quantize(CENT):
-        raise InvalidPayment("The amount may have at most two decimals.", field=field)
+        raise InvalidPayment(_("The amount may have at most two decimals."), field=field)
     if amount > MAX_AMOUNT:
-        raise InvalidPayment("The amount is too large.", field=field)
+        raise InvalidPayment(_("The amount is too large."), field=field)
     return amount.quantize(CENT)
 
 
@@ -103,7 +137,17 @@ def parse_currency(value) -> Currency:
         return Currency(str(value).strip().upper())
     except ValueError:
         known = ", ".join(c.value for c in Currency)
-        raise InvalidPayment(f"Unknown currency {value!r} (known: {known}).", field="currency") from None
+        raise InvalidPayment(_("Unknown currency %(value)s (known: %(known)s).", value=repr(value), known=known),
+                             field="currency") from None
+
+
+# What clean_symbol says of a symbol that is not 1–n digits, per field.
+_SYMBOL_DIGITS = {
+    "variable_symbol": _l("A variable symbol has 1–%(n)d digits."),
+    "constant_symbol": _l("A constant symbol has 1–%(n)d digits."),
+    "specific_symbol": _l("A specific symbol has 1–%(n)d digits."),
+    None: _l("A symbol has 1–%(n)d digits."),
+}
 
 
 def clean_symbol(value, field: str, max_digits: int) -> str | None:
@@ -114,109 +158,15 @@ def clean_symbol(value, field: str, max_digits: int) -> str | None:
     if not text:
         return None
     if not text.isdigit() or len(text) > max_digits:
-        raise InvalidPayment(f"A {field.replace('_', ' ')} has 1–{max_digits} digits.", field=field)
+        rule = _SYMBOL_DIGITS.get(field, _SYMBOL_DIGITS[None])
+        raise InvalidPayment(rule % {"n": max_digits}, field=field)
     return text
-
-
-def vs_candidates(variable_symbol: str | None) -> list[str]:
-    """The spellings of a VS that mean the same number: '123' also matches '0000000123'."""
-    if not variable_symbol:
-        return []
-    bare = variable_symbol.lstrip("0") or "0"
-    return sorted({bare.zfill(n) for n in range(len(bare), 11)})
-
-
-# ---------------------------------------------------------------- what is still due
-
-
-def credited_expr(invoice=Invoice):
-    """SQL: −Σ gross of the issued credit notes correcting `invoice` (0 when none)."""
-    return _credited_expr(invoice)
-
-
-@functools.lru_cache(maxsize=64)
-def _credited_expr(invoice):
-    # Built once per entity: constructing it costs ~2 ms a page, and an expression is
-    # immutable, so every statement may share it.
-    cn = aliased(Invoice, name="credit_note")
-    total = (
-        select(func.coalesce(func.sum(cn.gross_total), 0))
-        .where(
-            # A credit note is the corrected invoice's customer's (issue_credit_note copies
-            # it). Saying so lets SQLite search the customer's few invoices: once ANALYZE has
-            # seen corrects_id is mostly NULL it would rather scan the whole table per row.
-            cn.customer_id == invoice.customer_id,
-            cn.corrects_id == invoice.id,
-            cn.type == InvoiceType.CREDIT_NOTE,
-            cn.state == InvoiceState.ISSUED,
-        )
-        .correlate(invoice)
-        .scalar_subquery()
-    )
-    return type_coerce(-total, Money)
-
-
-def invoice_due(invoice: Invoice, credited: Decimal | None = ZERO) -> Decimal:
-    """What the customer still owes on an invoice: gross − paid − credited, never below 0.
-    Credit notes and cancelled invoices ask for nothing."""
-    if invoice.type not in PAYABLE_TYPES or invoice.state != InvoiceState.ISSUED:
-        return ZERO
-    due = invoice.gross_total - invoice.paid_amount - _money(credited)
-    return due.quantize(CENT) if due > HALF_CENT else ZERO
-
-
-def open_invoices_query(customer_id: int, currency: Currency | str | None = None):
-    """Rows of (Invoice, credited) for the customer's issued invoices (and advances) with
-    something left to pay once payments and credit notes are counted, oldest due first
-    (due date, then id). Use `invoice_due(invoice, credited)` for each row's amount due."""
-    credited = credited_expr()
-    stmt = (
-        select(Invoice, credited.label("credited"))
-        .where(
-            Invoice.customer_id == customer_id,
-            Invoice.type.in_(PAYABLE_TYPES),
-            Invoice.state == InvoiceState.ISSUED,
-            Invoice.gross_total - Invoice.paid_amount - credited > HALF_CENT,
-        )
-        .order_by(Invoice.due_date, Invoice.id)
-    )
-    if currency is not None:
-        stmt = stmt.where(Invoice.currency == Currency(currency))
-    return stmt
-
-
-def credited_amounts(session: Session, invoice_ids) -> dict[int, Decimal]:
-    """{invoice id: credited} for the given invoices, in one query."""
-    ids = list(set(invoice_ids))
-    if not ids:
-        return {}
-    rows = session.execute(
-        select(Invoice.corrects_id, func.sum(Invoice.gross_total))
-        .where(
-            Invoice.corrects_id.in_(ids),
-            Invoice.type == InvoiceType.CREDIT_NOTE,
-            Invoice.state == InvoiceState.ISSUED,
-        )
-        .group_by(Invoice.corrects_id)
-    ).all()
-    found = {inv_id: -_money(total) for inv_id, total in rows}
-    return {i: found.get(i, ZERO) for i in ids}
 
 
 def unmatched_payments_query(include_partial: bool = True):
     """The staff queue: payments whose money (or its rest) waits for a decision, oldest first."""
     states = STAFF_QUEUE_STATES if include_partial else (PaymentState.UNMATCHED,)
     return select(Payment).where(Payment.state.in_(states)).order_by(Payment.received_on, Payment.id)
-
-
-def customer_credit(session: Session, customer_id: int) -> dict[str, Decimal]:
-    """The customer's credit per currency: Σ unallocated of their overpaid payments."""
-    rows = session.execute(
-        select(Payment.currency, func.sum(Payment.unallocated))
-        .where(Payment.customer_id == customer_id, Payment.state == PaymentState.OVERPAID)
-        .group_by(Payment.currency)
-    ).all()
-    return {_cur(c): _money(total) for c, total in rows if _money(total) > 0}
 
 
 # ---------------------------------------------------------------- recording
@@ -273,16 +223,16 @@ def _new_payment(session: Session, *, amount, currency, received_on, variable_sy
     amount = parse_amount(amount)
     currency = parse_currency(currency)
     if not isinstance(received_on, date):
-        raise InvalidPayment("A payment needs the date it was received.", field="received_on")
+        raise InvalidPayment(_("A payment needs the date it was received."), field="received_on")
     source = PaymentSource(source)
     bank_reference = (bank_reference or "").strip() or None
     if bank_reference and len(bank_reference) > 100:
-        raise InvalidPayment("The bank reference is longer than 100 characters.", field="bank_reference")
+        raise InvalidPayment(_("The bank reference is longer than 100 characters."), field="bank_reference")
     if bank_reference and check_reference and session.scalar(
         select(Payment.id).where(Payment.source == source, Payment.bank_reference == bank_reference)
     ):
-        raise InvalidPayment(f"A payment with bank reference {bank_reference} is already recorded.",
-                             field="bank_reference")
+        raise InvalidPayment(_("A payment with bank reference %(reference)s is already recorded.",
+                               reference=bank_reference), field="bank_reference")
     customer_id = customer.id if isinstance(customer, Customer) else customer
     payment = Payment(
         received_on=received_on,
@@ -306,110 +256,6 @@ def _new_payment(session: Session, *, amount, currency, received_on, variable_sy
     return payment
 
 
-# ---------------------------------------------------------------- pairing
-
-
-def identify_customer(session: Session, variable_symbol: str | None) -> int | None:
-    """The customer a VS points at: an invoice's VS first, then a customer's, then a
-    service's. None when nobody (or more than one customer) carries it."""
-    cands = vs_candidates(variable_symbol)
-    if not cands:
-        return None
-    lookups = (
-        select(Invoice.customer_id).where(
-            Invoice.variable_symbol.in_(cands), Invoice.type.in_(PAYABLE_TYPES),
-            Invoice.state == InvoiceState.ISSUED,
-        ),
-        select(Customer.id).where(Customer.variable_symbol.in_(cands)),
-        select(CustomerService.customer_id).where(CustomerService.variable_symbol.in_(cands)),
-    )
-    for stmt in lookups:
-        ids = set(session.scalars(stmt.distinct().limit(2)))
-        if len(ids) == 1:
-            return ids.pop()
-        if ids:  # ambiguous: the VS belongs to several customers; staff decide
-            return None
-    return None
-
-
-def pair_payment(session: Session, payment: Payment, *, actor: Actor) -> Payment:
-    """Pair what is left of a payment: identify the customer by VS unless known, pay the open
-    invoice carrying the VS, then the oldest open invoices; the rest becomes customer credit
-    (overpaid), or the payment stays unmatched when nobody is identified. Audited."""
-    _refuse_reversed(payment)
-    before = (payment.state, payment.customer_id)
-    allocations = _pair(session, payment, actor)
-    if allocations or before != (payment.state, payment.customer_id):
-        audit.record(
-            session, actor, "payment.paired", "payment", payment.id,
-            {"state": [before[0], payment.state], "customer_id": [before[1], payment.customer_id],
-             "allocations": _describe(allocations)},
-            customer_id=payment.customer_id,
-        )
-    return payment
-
-
-def _pair(session: Session, payment: Payment, actor: Actor) -> list[PaymentAllocation]:
-    _lock_payments(session, [payment.id])
-    if payment.customer_id is None:
-        payment.customer_id = identify_customer(session, payment.variable_symbol)
-        if payment.customer_id is None:
-            payment.state = _state(payment, remainder_is_credit=False)
-            return []
-    allocations: list[PaymentAllocation] = []
-    if payment.unallocated > 0:
-        rows = _lock_open_invoices(session, payment.customer_id, payment.currency)
-        cands = set(vs_candidates(payment.variable_symbol))
-        rows.sort(key=lambda r: r[0].variable_symbol not in cands)  # stable: VS first, then oldest
-        for invoice, credited in rows:
-            if payment.unallocated <= 0:
-                break
-            due = invoice_due(invoice, credited)
-            if due > 0:
-                amount = min(due, payment.unallocated)
-                allocations.append(_allocate(session, payment, invoice, amount, actor))
-                _refresh_paid_at(invoice, credited, payment.received_on)
-    payment.state = _state(payment, remainder_is_credit=True)
-    session.flush()
-    return allocations
-
-
-def apply_customer_credit(session: Session, customer_id: int, *, actor: Actor, on: date) -> Decimal:
-    """Consume the customer's credit (the unallocated rest of overpaid payments, oldest
-    payment first) against their open invoices, oldest due first, per currency. Returns the
-    amount applied (0 with a single query when the customer has no credit). Invoices that
-    become fully paid get `paid_at` = `on` (or their issue date, if later)."""
-    payments = list(session.scalars(
-        select(Payment)
-        .where(Payment.customer_id == customer_id, Payment.state == PaymentState.OVERPAID,
-               Payment.unallocated > 0)
-        .order_by(Payment.received_on, Payment.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ))
-    if not payments:
-        return ZERO
-    allocations: list[PaymentAllocation] = []
-    for currency in sorted({p.currency for p in payments}):
-        queue = [p for p in payments if p.currency == currency]
-        for invoice, credited in _lock_open_invoices(session, customer_id, currency):
-            while queue and (due := invoice_due(invoice, credited)) > 0:
-                payment = queue[0]
-                allocations.append(_allocate(session, payment, invoice, min(due, payment.unallocated), actor))
-                if payment.unallocated <= 0:
-                    payment.state = _state(payment, remainder_is_credit=True)
-                    queue.pop(0)
-            _refresh_paid_at(invoice, credited, on)
-            if not queue:
-                break
-    applied = sum((a.amount for a in allocations), ZERO)
-    if allocations:
-        session.flush()
-        audit.record(session, actor, "customer.credit_applied", "customer", customer_id,
-                     {"applied": applied, "allocations": _describe(allocations)}, customer_id=customer_id)
-    return applied
-
-
 # ---------------------------------------------------------------- staff corrections
 
 
@@ -425,18 +271,21 @@ def allocate(session: Session, payment: Payment, invoice: Invoice, amount, *, ac
     rows = _lock_invoices(session, [invoice.id])
     invoice, credited = rows[0]
     if invoice.type not in PAYABLE_TYPES or invoice.state != InvoiceState.ISSUED:
-        raise AllocationNotAllowed("Only an issued invoice can be paid.", field="invoice")
+        raise AllocationNotAllowed(_("Only an issued invoice can be paid."), field="invoice")
     if invoice.currency != payment.currency:
         raise AllocationNotAllowed(
-            f"The invoice is in {invoice.currency.value}, the payment in {payment.currency.value}.", field="invoice")
+            _("The invoice is in %(invoice_currency)s, the payment in %(payment_currency)s.",
+              invoice_currency=invoice.currency.value, payment_currency=payment.currency.value), field="invoice")
     if payment.customer_id is not None and payment.customer_id != invoice.customer_id:
-        raise AllocationNotAllowed("The invoice belongs to another customer than the payment.", field="invoice")
+        raise AllocationNotAllowed(_("The invoice belongs to another customer than the payment."), field="invoice")
     if amount > payment.unallocated:
         raise AllocationNotAllowed(
-            f"Only {payment.unallocated} {payment.currency.value} of the payment is unallocated.", field="amount")
+            _("Only %(amount)s of the payment is unallocated.",
+              amount=wording.amount(payment.unallocated, payment.currency.value)), field="amount")
     due = invoice_due(invoice, credited)
     if amount > due:
-        raise AllocationNotAllowed(f"Only {due} {invoice.currency.value} is due on invoice {invoice.number}.",
+        raise AllocationNotAllowed(_("Only %(amount)s is due on invoice %(number)s.",
+                                     amount=wording.amount(due, invoice.currency.value), number=invoice.number),
                                    field="amount")
     was_credit = payment.state == PaymentState.OVERPAID
     before_customer = payment.customer_id
@@ -464,17 +313,17 @@ def unpair(session: Session, payment: Payment, *, actor: Actor, allocation: Paym
     _refuse_reversed(payment)
     if allocation is not None:
         if allocation.payment_id != payment.id:
-            raise AllocationNotAllowed("The allocation belongs to another payment.", field="allocation")
+            raise AllocationNotAllowed(_("The allocation belongs to another payment."), field="allocation")
         removed = [allocation]
     else:
         removed = list(payment.allocations)
     if not removed:
-        raise AllocationNotAllowed("The payment is not paired with any invoice.", field="allocation")
+        raise AllocationNotAllowed(_("The payment is not paired with any invoice."), field="allocation")
     rows = _lock_invoices(session, [a.invoice_id for a in removed])
     invoices = {inv.id: (inv, credited) for inv, credited in rows}
     detail = []
     for a in removed:
-        invoice, _ = invoices[a.invoice_id]
+        invoice = invoices[a.invoice_id][0]
         invoice.paid_amount -= a.amount
         payment.unallocated += a.amount
         detail.append({"invoice": invoice.number, "invoice_id": invoice.id, "amount": a.amount})
@@ -485,7 +334,7 @@ def unpair(session: Session, payment: Payment, *, actor: Actor, allocation: Paym
     payment.state = _state(payment, remainder_is_credit=False)
     session.flush()
     session.expire(payment, ["allocations"])
-    for invoice, _ in invoices.values():
+    for invoice, _credited in invoices.values():
         session.expire(invoice, ["allocations"])
     audit.record(
         session, actor, "payment.unpaired", "payment", payment.id,
@@ -502,7 +351,7 @@ def assign_customer(session: Session, payment: Payment, customer: Customer, *, a
     _lock_payments(session, [payment.id])
     _refuse_reversed(payment)
     if payment.customer_id not in (None, customer.id) and payment.allocations:
-        raise AllocationNotAllowed("The payment is paired with another customer's invoices; unpair it first.",
+        raise AllocationNotAllowed(_("The payment is paired with another customer's invoices; unpair it first."),
                                    field="customer")
     before = payment.customer_id
     payment.customer_id = customer.id
@@ -526,13 +375,13 @@ def reverse_payment(session: Session, payment: Payment, *, actor: Actor, reason:
     Audited."""
     _lock_payments(session, [payment.id])
     if payment.state == PaymentState.REVERSED:
-        raise ReversalNotAllowed(f"Payment #{payment.id} is already reversed.")
+        raise ReversalNotAllowed(_("Payment #%(id)s is already reversed.", id=payment.id))
     removed = list(payment.allocations)
     rows = _lock_invoices(session, [a.invoice_id for a in removed]) if removed else []
     invoices = {inv.id: (inv, credited) for inv, credited in rows}
     detail = []
     for a in removed:
-        invoice, _ = invoices[a.invoice_id]
+        invoice = invoices[a.invoice_id][0]
         invoice.paid_amount -= a.amount
         detail.append({"invoice": invoice.number, "invoice_id": invoice.id, "amount": a.amount})
         session.delete(a)
@@ -546,7 +395,7 @@ def reverse_payment(session: Session, payment: Payment, *, actor: Actor, reason:
     payment.reversed_by_import_id = statement_import.id if statement_import is not None else None
     session.flush()
     session.expire(payment, ["allocations"])
-    for invoice, _ in invoices.values():
+    for invoice, _credited in invoices.values():
         session.expire(invoice, ["allocations"])
     audit.record(
         session, actor, "payment.reversed", "payment", payment.id,
@@ -556,252 +405,3 @@ def reverse_payment(session: Session, payment: Payment, *, actor: Actor, reason:
         customer_id=payment.customer_id,
     )
     return payment
-
-
-# ---------------------------------------------------------------- credit notes
-
-
-def settle_credit_note(session: Session, credit_note: Invoice, *, actor: Actor, on: date | None = None,
-                       apply_credit: bool = True) -> Decimal:
-    """Settle a credit note (type credit_note, negative gross, correcting invoice X).
-
-    The rule: a credit note reduces what X asks for — due(X) = gross(X) − paid(X) − credited(X),
-    credited(X) = −Σ gross of X's issued credit notes — so nothing is written for an unpaid or
-    partly paid X that stays covered. When X was already paid beyond its reduced total, the
-    excess is released from X's allocations (newest first) back to their payments, where it
-    becomes customer credit (state overpaid); with `apply_credit` it is applied at once to the
-    customer's other open invoices (what is left waits for the next invoice or a refund).
-    Payment allocations thus remain real money: Σ allocations ≤ payment amount, paid(X) ≤
-    its reduced total. The credit note records itself as settled (paid_amount = −gross,
-    paid_at = `on`, default its issue date), so settling twice does nothing. Returns the
-    amount released to customer credit."""
-    if credit_note.type != InvoiceType.CREDIT_NOTE or credit_note.corrects_id is None:
-        raise CreditNoteNotSettleable("Only a credit note correcting an invoice can be settled.")
-    if credit_note.state != InvoiceState.ISSUED or credit_note.gross_total >= 0:
-        raise CreditNoteNotSettleable("Only an issued credit note with a negative total can be settled.")
-    on = on or credit_note.issue_date
-    session.flush()
-    if credit_note.paid_amount == -credit_note.gross_total:
-        return ZERO
-    target_id = credit_note.corrects_id
-    # Lock order as everywhere: payments first, then the invoice.
-    payments = {p.id: p for p in _lock_payments(session, select(PaymentAllocation.payment_id).where(
-        PaymentAllocation.invoice_id == target_id))}
-    target, credited = _lock_invoices(session, [target_id])[0]
-    target.credited_amount = credited
-    released = ZERO
-    excess = target.paid_amount + credited - target.gross_total
-    if excess > 0 and target.type in PAYABLE_TYPES and target.state == InvoiceState.ISSUED:
-        allocations = session.scalars(
-            select(PaymentAllocation).where(PaymentAllocation.invoice_id == target_id)
-            .order_by(PaymentAllocation.at.desc(), PaymentAllocation.id.desc())
-        ).all()
-        for a in allocations:
-            if excess <= 0:
-                break
-            take = min(a.amount, excess)
-            payment = payments[a.payment_id]
-            payment.unallocated += take
-            target.paid_amount -= take
-            excess -= take
-            released += take
-            if take == a.amount:
-                session.delete(a)
-            else:
-                a.amount -= take
-            payment.state = _state(payment, remainder_is_credit=True)
-        session.flush()
-        session.expire(target, ["allocations"])
-        for p in payments.values():
-            session.expire(p, ["allocations"])
-    _refresh_paid_at(target, credited, on)
-    credit_note.paid_amount = -credit_note.gross_total
-    credit_note.paid_at = on
-    session.flush()
-    applied = ZERO
-    if released > 0 and apply_credit:
-        applied = apply_customer_credit(session, target.customer_id, actor=actor, on=on)
-    audit.record(
-        session, actor, "credit_note.settled", "invoice", credit_note.id,
-        {"credit_note": credit_note.number, "corrects": target.number, "credited": credited,
-         "released_to_credit": released, "applied_elsewhere": applied},
-        customer_id=target.customer_id,
-    )
-    return released
-
-
-# ---------------------------------------------------------------- internals
-
-
-def _money(value) -> Decimal:
-    if value is None:
-        return ZERO
-    return Decimal(str(value)).quantize(CENT)
-
-
-def _cur(value) -> str:
-    return value.value if hasattr(value, "value") else str(value)
-
-
-def _refuse_reversed(payment: Payment) -> None:
-    if payment.state == PaymentState.REVERSED:
-        raise AllocationNotAllowed("The payment was reversed by the bank; it pays nothing.", field="payment")
-
-
-def _state(payment: Payment, *, remainder_is_credit: bool) -> PaymentState:
-    if payment.unallocated <= 0:
-        return PaymentState.MATCHED
-    if payment.customer_id is not None and remainder_is_credit:
-        return PaymentState.OVERPAID
-    if payment.unallocated < payment.amount:
-        return PaymentState.PARTIAL
-    return PaymentState.UNMATCHED
-
-
-def _allocate(session: Session, payment: Payment, invoice: Invoice, amount: Decimal, actor: Actor) -> PaymentAllocation:
-    if amount <= 0 or amount > payment.unallocated:  # the invariant, guarded where it is made
-        raise AllocationNotAllowed("An allocation must be positive and within the payment's unallocated amount.")
-    allocation = PaymentAllocation(
-        payment=payment, invoice=invoice, amount=amount, at=utcnow(), actor_type=actor.type, actor_id=actor.id,
-    )
-    session.add(allocation)
-    payment.unallocated -= amount
-    invoice.paid_amount += amount
-    return allocation
-
-
-def _refresh_paid_at(invoice: Invoice, credited: Decimal, on: date | None) -> None:
-    """paid_at is the date the invoice became fully settled; None while something is due."""
-    if invoice_due(invoice, credited) > 0:
-        invoice.paid_at = None
-    elif invoice.paid_at is None:
-        on = on or date.today()
-        invoice.paid_at = max(on, invoice.issue_date)
-
-
-def _lock_payments(session: Session, ids) -> list[Payment]:
-    """Lock payment rows (FOR UPDATE on PostgreSQL) and reload them; ids may be a subquery."""
-    return list(session.scalars(
-        select(Payment).where(Payment.id.in_(ids)).order_by(Payment.id)
-        .with_for_update().execution_options(populate_existing=True)
-    ))
-
-
-def _lock_invoices(session: Session, ids) -> list[tuple[Invoice, Decimal]]:
-    credited = credited_expr()
-    rows = session.execute(
-        select(Invoice, credited.label("credited")).where(Invoice.id.in_(list(set(ids))))
-        .order_by(Invoice.due_date, Invoice.id)
-        .with_for_update(of=Invoice).execution_options(populate_existing=True)
-    ).all()
-    return [(inv, _money(c)) for inv, c in rows]
-
-
-def _lock_open_invoices(session: Session, customer_id: int, currency) -> list[tuple[Invoice, Decimal]]:
-    rows = session.execute(
-        open_invoices_query(customer_id, currency)
-        .with_for_update(of=Invoice).execution_options(populate_existing=True)
-    ).all()
-    return [(inv, _money(c)) for inv, c in rows]
-
-
-def _describe(allocations: list[PaymentAllocation]) -> list[dict]:
-    return [{"invoice": a.invoice.number, "invoice_id": a.invoice.id, "amount": a.amount} for a in allocations]
-
-
-# ---------------------------------------------------------------- suggestions for staff
-
-
-@dataclass
-class Suggestion:
-    """An open invoice that may be what a payment pays, with why it was suggested."""
-
-    invoice: Invoice
-    due: Decimal
-    score: int
-    reasons: list[str]
-
-
-def similar_symbols(variable_symbol: str | None) -> list[str]:
-    """Spellings a payer may have mistyped for a VS: one digit changed, two neighbouring digits
-    swapped, one digit left out or one added — plus the VS itself (without leading zeros).
-    Symbols shorter than 4 digits suggest nothing (too many accidental matches)."""
-    vs = (variable_symbol or "").lstrip("0")
-    if len(vs) < 4 or not vs.isdigit():
-        return []
-    out = {vs}
-    digits = "0123456789"
-    for i in range(len(vs)):
-        out.add(vs[:i] + vs[i + 1:])  # one left out
-        for d in digits:
-            out.add(vs[:i] + d + vs[i + 1:])  # one changed
-    for i in range(len(vs) + 1):
-        for d in digits:
-            out.add(vs[:i] + d + vs[i:])  # one added
-    for i in range(len(vs) - 1):
-        out.add(vs[:i] + vs[i + 1] + vs[i] + vs[i + 2:])  # neighbours swapped
-    return sorted(s for s in out if s and len(s) <= 10 and not s.startswith("0"))
-
-
-def suggest_matches(session: Session, payment: Payment, *, location_ids=None, limit: int = 10) -> list[Suggestion]:
-    """Open invoices (issued, payable, something due, the payment's currency) the payment may
-    pay, best first. Points: the amount due equals what is left of the payment (3), the
-    invoice's VS is the payment's (3) or one typo away from it (2), the customer's own VS is
-    one typo away (1), the invoice belongs to the payment's customer (2). Only invoices of
-    `location_ids` (None = all) are suggested. A handful of queries whatever the data size."""
-    left = _money(payment.unallocated)
-    if left <= 0:
-        return []
-    credited = credited_expr()
-    due_expr = Invoice.gross_total - Invoice.paid_amount - credited
-    base = select(Invoice, credited.label("credited")).where(
-        Invoice.type.in_(PAYABLE_TYPES), Invoice.state == InvoiceState.ISSUED,
-        Invoice.currency == payment.currency, due_expr > HALF_CENT,
-    )
-    if location_ids is not None:
-        base = base.where(Invoice.location_id.in_(list(location_ids)))
-    exact = set(vs_candidates(payment.variable_symbol))
-    similar = similar_symbols(payment.variable_symbol)
-    found: dict[int, tuple[Invoice, Decimal]] = {}
-
-    def collect(stmt) -> None:
-        for inv, cr in session.execute(stmt.order_by(Invoice.due_date, Invoice.id).limit(50)).all():
-            found.setdefault(inv.id, (inv, _money(cr)))
-
-    collect(base.where(due_expr > left - HALF_CENT, due_expr < left + HALF_CENT))
-    similar_customers: set[int] = set()
-    if similar:
-        padded = sorted({s.zfill(10) for s in similar} | set(similar))
-        collect(base.where(Invoice.variable_symbol.in_(padded)))
-        similar_customers = set(session.scalars(select(Customer.id).where(Customer.variable_symbol.in_(padded))))
-        if similar_customers:
-            collect(base.where(Invoice.customer_id.in_(sorted(similar_customers))))
-    if payment.customer_id is not None:
-        collect(base.where(Invoice.customer_id == payment.customer_id))
-
-    out = []
-    similar_set = set(similar)
-    for inv, cr in found.values():
-        due = invoice_due(inv, cr)
-        if due <= 0:
-            continue
-        score, reasons = 0, []
-        if due == left:
-            score += 3
-            reasons.append("amount")
-        vs = (inv.variable_symbol or "").lstrip("0")
-        if inv.variable_symbol in exact or (vs and vs == (payment.variable_symbol or "").lstrip("0")):
-            score += 3
-            reasons.append("variable_symbol")
-        elif vs in similar_set:
-            score += 2
-            reasons.append("similar_variable_symbol")
-        if inv.customer_id in similar_customers:
-            score += 1
-            reasons.append("similar_customer_symbol")
-        if payment.customer_id is not None and inv.customer_id == payment.customer_id:
-            score += 2
-            reasons.append("customer")
-        out.append(Suggestion(inv, due, score, reasons))
-    out.sort(key=lambda s: (-s.score, s.invoice.due_date, s.invoice.id))
-    return out[:limit]
