@@ -31,7 +31,6 @@ from portal.domain.actors import Actor
 from portal.domain.audit import record
 from portal.models import RIGHTS, ActorType, Location, Operator, Right, Role
 from portal.models.base import utcnow
-from portal.security.passwords import verify_password
 from portal.security.sessions import end_all_sessions
 from portal.security.totp import (
     accept_totp,
@@ -39,6 +38,7 @@ from portal.security.totp import (
     encrypt_secret,
     new_recovery_codes,
     new_secret,
+    proves_owner,
 )
 
 ADMIN_RIGHT = "operators.admin"
@@ -345,13 +345,8 @@ def confirm_totp(session: Session, op: Operator, code: str, actor: Actor) -> lis
 
 
 def _check_proof(session: Session, op: Operator, proof: str) -> None:
-    proof = (proof or "").strip()
-    compact = re.sub(r"\s", "", proof)
-    if compact.isdigit() and len(compact) == 6 and accept_totp(session, op, compact):
-        return
-    if proof and verify_password(op.password_hash, proof):
-        return
-    raise OperatorError(_("Enter a current code from your app, or your password."), field="proof")
+    if not proves_owner(session, op, proof):
+        raise OperatorError(_("Enter a current code from your app, or your password."), field="proof")
 
 
 def regenerate_recovery_codes(session: Session, op: Operator, proof: str, actor: Actor) -> list[str]:

@@ -18,7 +18,6 @@ from portal.domain.actors import Actor
 from portal.domain.audit import record
 from portal.models import AuthSession, CustomerLogin, LoginEvent
 from portal.models.base import utcnow
-from portal.security.passwords import verify_password
 from portal.security.sessions import end_all_sessions
 from portal.security.totp import (
     accept_totp,
@@ -26,6 +25,7 @@ from portal.security.totp import (
     encrypt_secret,
     new_recovery_codes,
     new_secret,
+    proves_owner,
     provisioning_uri,
 )
 
@@ -76,13 +76,8 @@ def confirm_totp(session: Session, login: CustomerLogin, code: str, actor: Actor
 
 
 def _check_code_or_password(session: Session, login: CustomerLogin, proof: str) -> None:
-    proof = (proof or "").strip()
-    compact = re.sub(r"\s", "", proof)
-    if compact.isdigit() and len(compact) == 6 and accept_totp(session, login, compact):
-        return
-    if proof and verify_password(login.password_hash, proof):
-        return
-    raise DomainError(_("Enter a current code from your app, or your password."), field="proof")
+    if not proves_owner(session, login, proof):
+        raise DomainError(_("Enter a current code from your app, or your password."), field="proof")
 
 
 def disable_totp(session: Session, login: CustomerLogin, proof: str, actor: Actor) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from datetime import UTC, datetime
 
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.models import CustomerLogin, Operator
+from portal.security.passwords import verify_password
 
 
 def _fernet() -> Fernet:
@@ -102,3 +104,13 @@ def use_recovery_code(principal, code: str) -> bool:
             principal.recovery_code_hashes = hashes
             return True
     return False
+
+
+def proves_owner(session: Session, account: CustomerLogin | Operator, proof: str) -> bool:
+    """A current 6-digit code from the account's app (used once), or its password: what
+    turning two-factor off or renewing recovery codes asks for, on both faces."""
+    proof = (proof or "").strip()
+    compact = re.sub(r"\s", "", proof)
+    if compact.isdigit() and len(compact) == 6 and accept_totp(session, account, compact):
+        return True
+    return bool(proof) and verify_password(account.password_hash, proof)
