@@ -1,6 +1,7 @@
 """argon2id password hashing (argon2-cffi's defaults follow RFC 9106's recommendation)."""
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from flask_babel import gettext as _
 
 _hasher = PasswordHasher()
 # Verified against when the account does not exist, so both cases cost the same time.
@@ -33,8 +34,6 @@ def needs_rehash(password_hash: str) -> bool:
 
 def password_problem(password: str, email: str | None = None) -> str | None:
     """Why a new password is refused, or None. Length matters most (NIST SP 800-63B)."""
-    from flask_babel import gettext as _
-
     if len(password) < MIN_LENGTH:
         return _("Use at least %(n)d characters.", n=MIN_LENGTH)
     if len(password) > 200:

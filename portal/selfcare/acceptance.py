@@ -14,6 +14,7 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, StringField
 from wtforms.validators import DataRequired, Regexp
 
+from portal.documents import document_for, kind_for, send_document
 from portal.domain import DomainError
 from portal.domain import agreements as rules
 from portal.extensions import db
@@ -52,8 +53,6 @@ def _impersonating() -> bool:
 @bp.get("/agreements/<int:agreement_id>/pdf")
 @customer_required
 def agreement_pdf(agreement_id: int):
-    from portal.documents import document_for, kind_for, send_document
-
     agreement = _issued_or_404(agreement_id)
     doc = document_for(db.session, kind_for(agreement), agreement)
     # document_for points the agreement at the document by id; an agreement that had none
