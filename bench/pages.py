@@ -16,12 +16,12 @@ CPU figure does not move with the neighbours' load on a shared machine; on Postg
 leaves out the database server's share). Staff pages that are not in this
 build (HTTP 404) are reported as "not available".
 
-A reference row, held to no target, measures an empty logged-in selfcare page (the session
-check, the layout and the headers every page pays before its own content; added by the
-benchmark only): the floor the page ratios stand on.
-
-Targets (issue 7): every page ≥ 20 % of the bare endpoint's throughput on SQLite, ≥ 12 % on
-PostgreSQL; p95 < 50 ms at the large scale; customer search p95 < 50 ms at 100 000 customers.
+A reference row measures an empty logged-in selfcare page (the session check, the layout and
+the headers every page pays before its own content; added by the benchmark only). Pages are
+judged by their throughput as a share of that empty page's in the same run (issue 18: the
+empty page itself serves only ~19-30 % of the bare endpoint, so the old bar against the bare
+endpoint, 20 % on SQLite and 12 % on PostgreSQL, is retired; its ratio is still printed).
+Targets: p95 < 50 ms at the large scale (customer search at 100 000 customers too), no errors.
 Results are merged by name into bench/results.json; a Markdown table is printed.
 """
 from __future__ import annotations
@@ -64,7 +64,6 @@ from bench.server import (
 RESULTS = Path(__file__).resolve().parent / "results.json"
 SAMPLE_CUSTOMERS = 8
 SEARCH_TERMS = ["novak", "svobod", "dvorak", "cern", "kral", "B00012", "customer42@bench.example", "zeman"]
-TARGET_RATIO = {"sqlite": 0.20, "postgresql": 0.12}
 TARGET_P95_MS = 50.0
 
 
@@ -340,13 +339,13 @@ def main(argv: list[str] | None = None) -> int:
     bare_cpu = cpu_ms(make_bare_app().test_client(), BARE_PATH, {}, n=300)
 
     suffix = f"{database} customers={info['customers']}"
-    target_ratio = TARGET_RATIO[database]
     large = args.scale == "large"
     failures = []
     if bare_runs:
         bare_rps = statistics.median(b["rps"] for b in bare_runs)
         results.append({"name": f"pages.bare.throughput.{suffix}", "value": round(bare_rps, 1), "unit": "req/s",
                         "baseline": None, "ratio": None, "database": database})
+    floor = measured.get("reference.empty_selfcare_page")
     for page in PAGES:
         m = measured.get(page.name)
         if m is None:
@@ -355,13 +354,17 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"page": page.name, "available": False})
             continue
         ratio = m["rps"] / m["bare"]["rps"]
+        of_empty = m["rps"] / floor["rps"] if floor else None
         p95_ok = m["p95_ms"] < TARGET_P95_MS
-        ok = ratio >= target_ratio and (p95_ok or not large) and m["errors"] == 0
+        ok = (p95_ok or not large) and m["errors"] == 0
         if not ok and not page.reference:
             failures.append(page.name)
         results += [
             {"name": f"pages.{page.name}.throughput.{suffix}", "value": round(m["rps"], 1), "unit": "req/s",
              "baseline": round(m["bare"]["rps"], 1), "ratio": round(ratio, 3), "database": database},
+            {"name": f"pages.{page.name}.throughput_of_empty_page.{suffix}",
+             "value": round(of_empty, 3) if of_empty is not None else None, "unit": "share",
+             "baseline": round(floor["rps"], 1) if floor else None, "ratio": None, "database": database},
             {"name": f"pages.{page.name}.p50.{suffix}", "value": round(m["p50_ms"], 2), "unit": "ms",
              "baseline": round(m["bare"]["p50_ms"], 2), "ratio": round(m["p50_ms"] / m["bare"]["p50_ms"], 2),
              "database": database},
@@ -375,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append({"name": f"pages.{page.name}.cpu_per_request.{suffix}", "value": round(cpu[page.name], 3),
                             "unit": "ms", "baseline": round(bare_cpu, 3),
                             "ratio": round(bare_cpu / cpu[page.name], 4), "database": database})
-        rows.append({"page": page.name, "available": True, **m, "ratio": ratio, "sql": counts.get(page.name),
+        rows.append({"page": page.name, "available": True, **m, "ratio": ratio, "of_empty": of_empty,
+                     "sql": counts.get(page.name),
                      "cpu": cpu.get(page.name), "ok": ok, "reference": page.reference})
     merge_results(results)
 
@@ -383,15 +387,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"### Pages — {database}, scale {args.scale} ({info['customers']} customers, {info['invoices']} invoices); "
           f"{gen_name}, gunicorn 2 sync workers, {args.connections} connections × {duration:g} s")
     print()
-    print(f"| page | req/s | bare req/s | ratio (target ≥ {target_ratio:.0%}) | p50 ms | p95 ms "
+    print(f"| page | req/s | of the empty page | bare req/s | of bare | p50 ms | p95 ms "
           f"(target < {TARGET_P95_MS:g}{'' if large else ', large scale only'}) | bare p95 ms | SQL statements "
           f"| CPU ms in-process (bare {bare_cpu:.3f}) | CPU ratio | errors | met |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         if not r["available"]:
-            print(f"| {r['page']} | not available | | | | | | | | | | |")
+            print(f"| {r['page']} | not available | | | | | | | | | | | |")
             continue
-        print(f"| {r['page']} | {r['rps']:.0f} | {r['bare']['rps']:.0f} | {r['ratio']:.1%} | {r['p50_ms']:.1f} | "
+        of_empty = f"{r['of_empty']:.1%}" if r["of_empty"] is not None else "—"
+        print(f"| {r['page']} | {r['rps']:.0f} | {of_empty} | {r['bare']['rps']:.0f} | {r['ratio']:.1%} | {r['p50_ms']:.1f} | "
               f"{r['p95_ms']:.1f} | {r['bare']['p95_ms']:.1f} | {r['sql'] if r['sql'] is not None else '—'} | "
               f"{r['cpu']:.2f} | {bare_cpu / r['cpu']:.1%} | {r['errors']} | "
               f"{'(reference)' if r['reference'] else 'yes' if r['ok'] else 'NO'} |")
