@@ -471,7 +471,7 @@ def _iso_date(value) -> date | None:
 def carry_out(session: Session, request: CustomerRequest, actor: Actor, *, on: date | None = None,
               waive_notice: bool = False, message: str = "", today: date | None = None) -> RequestComment:
     """Do what a plan-change or cancellation request asks, in one step: the plan change
-    (`lifecycle.change_plan` to the payload's `target_definition_id`, on `on` or the wished
+    (`plan_change.change_plan` to the payload's `target_definition_id`, on `on` or the wished
     date) or the cancellation (`lifecycle.cancel` on `on`, at the earliest the end of the
     notice period unless staff `waive_notice`); then the request is resolved with a comment
     the customer sees and gets by e-mail (`message`, or a sentence saying what was done).
