@@ -20,7 +20,7 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal.domain import DomainError
+from portal.domain import DomainError, two_factor
 from portal.domain.accounts import (
     create_operator,
     create_reset_token,
@@ -30,16 +30,7 @@ from portal.domain.accounts import (
 from portal.domain.actors import Actor
 from portal.domain.audit import record
 from portal.models import RIGHTS, ActorType, Location, Operator, Right, Role
-from portal.models.base import utcnow
 from portal.security.sessions import end_all_sessions
-from portal.security.totp import (
-    accept_totp,
-    decrypt_secret,
-    encrypt_secret,
-    new_recovery_codes,
-    new_secret,
-    proves_owner,
-)
 
 ADMIN_RIGHT = "operators.admin"
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -315,58 +306,25 @@ def needs_enrolment(op: Operator, config) -> bool:
 
 
 def pending_secret(op: Operator) -> str | None:
-    return None if op.totp_enabled_at is not None else decrypt_secret(op.totp_secret)
+    return two_factor.pending_secret(op)
 
 
 def start_totp_enrolment(session: Session, op: Operator, actor: Actor) -> str:
     """A fresh secret for the authenticator app (replacing one not yet confirmed)."""
-    if op.totp_enabled_at is not None:
-        raise OperatorError(_("Two-factor authentication is already on."))
-    secret = new_secret()
-    op.totp_secret = encrypt_secret(secret)
-    record(session, actor, "totp.enrolment_started", "operator", op.id)
-    return secret
+    return two_factor.start_enrolment(session, op, actor, error=OperatorError)
 
 
 def confirm_totp(session: Session, op: Operator, code: str, actor: Actor) -> list[str]:
     """The first right code turns the second factor on; returns the recovery codes (shown once)."""
-    if op.totp_enabled_at is not None:
-        raise OperatorError(_("Two-factor authentication is already on."))
-    secret = pending_secret(op)
-    if secret is None:
-        raise OperatorError(_("Start the set-up again."), field="code")
-    if not accept_totp(session, op, code, secret=secret):
-        raise OperatorError(_("That code is not right. Check your device's clock and try the next code."), field="code")
-    codes, hashes = new_recovery_codes(10)
-    op.totp_enabled_at = utcnow()
-    op.recovery_code_hashes = hashes
-    record(session, actor, "totp.enabled", "operator", op.id, {"totp": [False, True]})
-    return codes
-
-
-def _check_proof(session: Session, op: Operator, proof: str) -> None:
-    if not proves_owner(session, op, proof):
-        raise OperatorError(_("Enter a current code from your app, or your password."), field="proof")
+    return two_factor.confirm(session, op, code, actor, error=OperatorError)
 
 
 def regenerate_recovery_codes(session: Session, op: Operator, proof: str, actor: Actor) -> list[str]:
-    if op.totp_enabled_at is None:
-        raise OperatorError(_("Two-factor authentication is off."))
-    _check_proof(session, op, proof)
-    codes, hashes = new_recovery_codes(10)
-    op.recovery_code_hashes = hashes
-    record(session, actor, "totp.recovery_codes_regenerated", "operator", op.id)
-    return codes
+    return two_factor.regenerate_recovery_codes(session, op, proof, actor, error=OperatorError)
 
 
 def disable_totp(session: Session, op: Operator, proof: str, actor: Actor, config) -> None:
     """Turn one's own second factor off — not where it is required."""
-    if op.totp_enabled_at is None:
-        raise OperatorError(_("Two-factor authentication is off."))
-    if totp_required(op, config):
+    if two_factor.enabled(op) and totp_required(op, config):
         raise OperatorError(_("Two-factor authentication is required for operators."), field="proof")
-    _check_proof(session, op, proof)
-    op.totp_secret = None
-    op.totp_enabled_at = None
-    op.recovery_code_hashes = []
-    record(session, actor, "totp.disabled", "operator", op.id, {"totp": [True, False]})
+    two_factor.disable(session, op, proof, actor, error=OperatorError)
