@@ -1,11 +1,10 @@
 """Selfcare requests: the list with the new-request form, a request's page and replies."""
 from __future__ import annotations
 
-from flask import flash, redirect, request, url_for
+from flask import request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from portal.domain import DomainError
 from portal.domain import customer_requests as requests_rules
 from portal.extensions import db
 from portal.models import CustomerRequest, CustomerService
@@ -13,6 +12,7 @@ from portal.selfcare import bp
 from portal.selfcare.common import PER_PAGE, current_customer_id, customer_actor, customer_writes
 from portal.selfcare.forms import CommentForm, NewRequestForm
 from portal.web.access import customer_required, owned_or_404
+from portal.web.actions import carry_out, saved
 from portal.web.forms import choices, field_error
 from portal.web.htmx import render
 from portal.web.pagination import page_number, paginate
@@ -58,20 +58,16 @@ def request_create():
     if form.validate():
         # Another customer's service id is a 404, like any other foreign id.
         service = owned_or_404(CustomerService, form.service_id.data) if form.service_id.data is not None else None
-        try:
-            created = requests_rules.create_request(
+        return carry_out(
+            lambda: requests_rules.create_request(
                 db.session, current_user.customer, customer_actor(), kind=form.kind.data, subject=form.subject.data,
                 message=form.message.data, service=service, target_definition_id=form.target_definition_id.data,
                 new_address={"street": form.new_street.data, "city": form.new_city.data,
                              "postal_code": form.new_postal_code.data},
-            )
-        except DomainError as exc:
-            db.session.rollback()
-            field_error(form, exc)
-        else:
-            db.session.commit()
-            flash(_("Your request has been sent. We will answer here and by e-mail."), "success")
-            return redirect(url_for("selfcare.request_detail", request_id=created.id))
+            ),
+            refused=lambda exc: _requests_page(field_error(form, exc), status=422),
+            done=lambda created: saved(_("Your request has been sent. We will answer here and by e-mail."),
+                                       url_for("selfcare.request_detail", request_id=created.id)))
     return _requests_page(form, status=422)
 
 
@@ -94,15 +90,11 @@ def request_comment(request_id: int):
     customer_request = owned_or_404(CustomerRequest, request_id)
     form = CommentForm()
     if form.validate():
-        try:
-            requests_rules.add_customer_comment(db.session, customer_request, current_user.customer,
-                                                form.body.data, customer_actor())
-        except DomainError as exc:
-            db.session.rollback()
-            field_error(form, exc)
-        else:
-            db.session.commit()
-            flash(_("Your reply has been sent."), "success")
-            return redirect(url_for("selfcare.request_detail", request_id=customer_request.id))
+        return carry_out(
+            lambda: requests_rules.add_customer_comment(db.session, customer_request, current_user.customer,
+                                                        form.body.data, customer_actor()),
+            refused=lambda exc: _request_page(customer_request, field_error(form, exc), status=422),
+            done=lambda _result: saved(_("Your reply has been sent."),
+                                       url_for("selfcare.request_detail", request_id=request_id)))
     return _request_page(customer_request, form, status=422)
 
