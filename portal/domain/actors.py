@@ -14,14 +14,16 @@ class Actor:
     name: str = ""
     ip: str | None = None
     request_id: str | None = None
+    via: str | None = None  # the means, when not a page: an API token
 
     @classmethod
     def system(cls, name: str = "system") -> Actor:
         return cls(ActorType.SYSTEM, None, name)
 
     @classmethod
-    def operator(cls, operator, ip: str | None = None, request_id: str | None = None) -> Actor:
-        return cls(ActorType.OPERATOR, operator.id, operator.name, ip, request_id)
+    def operator(cls, operator, ip: str | None = None, request_id: str | None = None,
+                 via: str | None = None) -> Actor:
+        return cls(ActorType.OPERATOR, operator.id, operator.name, ip, request_id, via)
 
     @classmethod
     def customer(cls, login, ip: str | None = None, request_id: str | None = None) -> Actor:

@@ -50,6 +50,7 @@ def record(session: Session, actor: Actor, action: str, entity_type: str, entity
         changes=_plain(changes or {}),
         ip=actor.ip,
         request_id=actor.request_id,
+        via=actor.via,
     )
     session.add(entry)
     return entry

@@ -20,6 +20,7 @@ def actor_to_params(actor: Actor) -> dict[str, Any]:
         "name": actor.name,
         "ip": actor.ip,
         "request_id": actor.request_id,
+        "via": actor.via,
     }
 
 
@@ -27,7 +28,8 @@ def actor_from_params(data: dict[str, Any] | None) -> Actor:
     if not data:
         return Actor.system("jobs")
     return Actor(
-        ActorType(data["type"]), data.get("id"), data.get("name") or "", data.get("ip"), data.get("request_id")
+        ActorType(data["type"]), data.get("id"), data.get("name") or "", data.get("ip"), data.get("request_id"),
+        data.get("via"),
     )
 
 

@@ -19,6 +19,7 @@ from .agreements import (  # noqa: F401
     AgreementType,
     Numbering,
 )
+from .api import ApiToken, IdempotentAnswer  # noqa: F401
 from .audit import AuditEntry  # noqa: F401
 from .base import Base  # noqa: F401
 from .billing import (  # noqa: F401

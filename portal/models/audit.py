@@ -30,3 +30,5 @@ class AuditEntry(TimestampMixin, Base):
     changes: Mapped[dict] = mapped_column(JSON, default=dict)  # {"field": [before, after]} or free detail
     ip: Mapped[str | None] = mapped_column(String(45))
     request_id: Mapped[str | None] = mapped_column(String(40))
+    # How the actor acted when not through a page: "API token 3 “billing sync”".
+    via: Mapped[str | None] = mapped_column(String(120))
