@@ -87,6 +87,10 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(selfcare_bp)
     app.register_blueprint(staff_bp, url_prefix="/staff")
 
+    from portal.api import init_api
+
+    init_api(app)
+
     from portal.cli import register_cli
 
     register_cli(app)

@@ -99,6 +99,12 @@ class DefaultConfig:
 
     PAGE_SIZE = 25
 
+    # /api/v1: requests per token (per client address without one); counted in
+    # RATELIMIT_STORAGE_URI, so Redis in production.
+    API_RATE_LIMIT = "1200 per minute"
+    API_PAGE_SIZE = 50
+    API_MAX_PAGE_SIZE = 500
+
     # Absolute links in e-mails sent outside a request (CLI, jobs).
     BASE_URL = "http://127.0.0.1:5000"
 

@@ -25,6 +25,7 @@ from werkzeug.exceptions import HTTPException
 from portal.domain.wording import PAGE_DATE
 from portal.extensions import db
 from portal.web.htmx import is_htmx
+from portal.web.problems import problem, wants_problem
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -52,11 +53,20 @@ def _security_headers(response):
     return response
 
 
+def _http_detail(error: Exception | None) -> str | None:
+    """An HTTPException's own description when a view gave one (abort(404, "…")), not the default."""
+    if isinstance(error, HTTPException) and error.description != type(error).description:
+        return error.description
+    return None
+
+
 def _error_page(status: int, message: str | None = None, error: Exception | None = None):
     # Keep the exception's own headers (Allow on a 405, Retry-After...), not its body.
     headers = []
     if isinstance(error, HTTPException):
         headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
+    if wants_problem():
+        return problem(status, message or _http_detail(error), headers=headers)
     if is_htmx():
         # HTMX swaps nothing on errors by default; send a short fragment it can show.
         return render_template("errors/_fragment.html", status=status, message=message), status, headers
