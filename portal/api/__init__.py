@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 from flask_smorest import Api
+from flask_smorest.spec.plugins import integerconverter2paramschema
 from werkzeug.exceptions import UnprocessableEntity
 
 from portal.api import customers, locations, reference
 from portal.api.auth import Unauthorized, authenticate, rate_limit_key, unauthorized
+from portal.api.fields import DecimalString
 from portal.api.idempotency import after_write, before_write
 from portal.api.problems import ProblemSchema, refusal, validation_problem
 from portal.domain import DomainError
 from portal.extensions import csrf, limiter
+from portal.web import RowIdConverter
 from portal.web.problems import PROBLEM_TYPE
 
 # Each resource module has one flask-smorest Blueprint.
@@ -71,6 +74,8 @@ def init_api(app: Flask) -> None:
                                 "`Authorization: Bearer <token>` (staff: API tokens)."},
         "servers": [{"url": "/"}],
     })
+    api.register_field(DecimalString, "string", "decimal")
+    api.register_converter(RowIdConverter, integerconverter2paramschema)
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     api.spec.options["security"] = [{"bearer": []}]
     for blp in RESOURCES:

@@ -82,8 +82,7 @@ class _CustomerFields(Schema):
     country = ma.fields.String(validate=ma.validate.Length(equal=2))
     language = enum(Language)
     billing_plan_id = ident(allow_none=True)
-    credit_limit = ma.fields.Decimal(as_string=True, allow_nan=False,
-                                     metadata={"description": "A decimal string, e.g. \"500.00\"."})
+    credit_limit = money()
     note = ma.fields.String(validate=ma.validate.Length(max=5000))
     active = ma.fields.Boolean()
     group_ids = ma.fields.List(ident())

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-Money = ma.fields.Decimal
+DECIMAL_PATTERN = r"^-?[0-9]{1,12}(\.[0-9]{1,4})?$"
 
 
-def money(**kwargs) -> ma.fields.Decimal:
-    return ma.fields.Decimal(as_string=True, places=2, **kwargs)
+class DecimalString(ma.fields.Decimal):
+    """A decimal as a JSON string ("1234.50"): exact, unlike a JSON number. Requests may send
+    a number too; infinities and NaN are refused."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("metadata", {})
+        kwargs["metadata"] = {"pattern": DECIMAL_PATTERN, "examples": ["1234.50"], **kwargs["metadata"]}
+        super().__init__(as_string=True, allow_nan=False, **kwargs)
 
 
-def unit_price(**kwargs) -> ma.fields.Decimal:
-    return ma.fields.Decimal(as_string=True, places=4, **kwargs)
+def money(**kwargs) -> DecimalString:
+    return DecimalString(places=2, **kwargs)
+
+
+def unit_price(**kwargs) -> DecimalString:
+    return DecimalString(places=4, **kwargs)
+
+
+def decimal(**kwargs) -> DecimalString:
+    """A quantity or reading, as exact as it was sent."""
+    return DecimalString(**kwargs)
 
 
 def timestamp(**kwargs) -> ma.fields.AwareDateTime:

@@ -21,11 +21,14 @@ from flask_babel import refresh as babel_refresh
 from flask_wtf.csrf import CSRFError
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from portal.domain.wording import PAGE_DATE
 from portal.extensions import db
 from portal.web.htmx import is_htmx
 from portal.web.problems import problem, wants_problem
+
+ROW_ID_MAX = 2**31 - 1
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -152,7 +155,17 @@ STATE_LABELS = {
 }
 
 
+class RowIdConverter(IntegerConverter):
+    """`<int:…>` in every URL: no row id exceeds the 32-bit key, so a larger number is a 404
+    by routing instead of an overflow in the database driver."""
+
+    def __init__(self, map, *args, **kwargs):  # noqa: A002 — werkzeug's name
+        kwargs.setdefault("max", ROW_ID_MAX)
+        super().__init__(map, *args, **kwargs)
+
+
 def init_web(app: Flask) -> None:
+    app.url_map.converters["int"] = RowIdConverter
     app.after_request(_security_headers)
 
     @app.before_request
