@@ -58,6 +58,7 @@ from bench.server import (
     portal_app,
     server_env,
     statements_per_page,
+    statements_per_request,
     tmpdir,
 )
 
@@ -82,6 +83,11 @@ PAGES = [
     Page("selfcare.invoice_detail", "customer", "/invoices/{invoice_id}"),
     Page("staff.customer_search", "operator", "/staff/customers?q={q}", {"HX-Request": "true"}),
     Page("staff.customer_detail", "operator", "/staff/customers/{customer_id}"),
+    # The API next to the staff page showing the same data (issue 14): a list of 25 customers
+    # and one customer.
+    Page("staff.customer_list", "operator", "/staff/customers"),
+    Page("api.customer_list", "api", "/api/v1/customers?limit=25"),
+    Page("api.customer_get", "api", "/api/v1/customers/{customer_id}"),
     # What a page costs before its own content: the floor the ratios above stand on.
     Page("reference.empty_selfcare_page", "customer", FLOOR_PATH, reference=True),
 ]
@@ -163,6 +169,21 @@ def samples(app, scale: dataset.Scale) -> list[dict]:
             out.append({"customer_id": cid, "email": login_row.email, "invoice_id": invoice_id,
                         "q": SEARCH_TERMS[n % len(SEARCH_TERMS)]})
     return out
+
+
+def api_token(app) -> str:
+    """A token of the benchmark's operator with every right (made anew each run)."""
+    from portal.domain.actors import Actor
+    from portal.domain.api_tokens import create_token
+    from portal.extensions import db
+    from portal.models import RIGHTS, Operator
+
+    with app.app_context():
+        operator = db.session.scalar(select(Operator).where(Operator.email == dataset.OPERATOR_EMAIL))
+        _token, plain = create_token(db.session, Actor.system("bench"), operator, name="bench",
+                                     rights=[r for r in RIGHTS if operator.has_right(r)], expires_in_days=1)
+        db.session.commit()
+    return plain
 
 
 # ------------------------------------------------------------------ load generators
@@ -283,9 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         db.session.remove()
         db.engine.dispose()
 
+    token = api_token(app)
     results: list[dict] = []
     rows: list[dict] = []
-    env = server_env(url, tmp)
+    # The API's per-token limit stays on (its cost is part of a request) but never binds here.
+    env = server_env(url, tmp, PORTAL_API_RATE_LIMIT="100000000 per minute")
     with gunicorn("bench.wsgi_bench:app", env, log=tmp / "gunicorn.log") as base:
         sessions = {p["customer_id"]: login(base, "/login", p["email"], dataset.PASSWORD) for p in picks}
         operator = login(base, "/staff/login", dataset.OPERATOR_EMAIL, dataset.PASSWORD)
@@ -293,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         def requests_for(page: Page) -> list[tuple[str, dict]]:
             out = []
             for p in picks:
+                if page.role == "api":
+                    out.append((page.template.format(**p), {"Authorization": f"Bearer {token}", **page.headers}))
+                    continue
                 cookie = cookie_header(operator if page.role == "operator" else sessions[p["customer_id"]])
                 out.append((page.template.format(**p), {"Cookie": cookie, **page.headers}))
             return out
@@ -336,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
         app, dataset.OPERATOR_EMAIL, dataset.PASSWORD,
         {p.name: (p.template.format(**picks[0]), p.headers) for p in PAGES if p.role == "operator"},
         login_path="/staff/login", cpu=cpu))
+    counts.update(statements_per_request(
+        app, {p.name: (p.template.format(**picks[0]), {"Authorization": f"Bearer {token}", **p.headers})
+              for p in PAGES if p.role == "api"}, cpu=cpu))
     bare_cpu = cpu_ms(make_bare_app().test_client(), BARE_PATH, {}, n=300)
 
     suffix = f"{database} customers={info['customers']}"

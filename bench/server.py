@@ -198,6 +198,32 @@ def statements_per_page(app, email: str, password: str, urls: dict[str, tuple[st
     return out
 
 
+def statements_per_request(app, urls: dict[str, tuple[str, dict]], cpu: dict | None = None) -> dict[str, int | None]:
+    """`statements_per_page` for requests that carry their own credentials (API tokens)."""
+    from sqlalchemy import event
+
+    from portal.extensions import db
+
+    client = app.test_client()
+    out: dict[str, int | None] = {}
+    with app.app_context():
+        engine = db.engine
+    for name, (url, headers) in urls.items():
+        if client.get(url, headers=headers).status_code != 200:
+            out[name] = None
+            continue
+        counter = StatementCounter()
+        event.listen(engine, "before_cursor_execute", counter)
+        try:
+            client.get(url, headers=headers)
+        finally:
+            event.remove(engine, "before_cursor_execute", counter)
+        out[name] = counter.count
+        if cpu is not None:
+            cpu[name] = cpu_ms(client, url, headers)
+    return out
+
+
 def tmpdir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
 

@@ -101,7 +101,7 @@ def _filtered(form: AuditFilterForm, location_ids):
 def _csv_rows(stmt):
     for e in db.session.scalars(stmt.execution_options(yield_per=500)):
         yield [e.id, e.at, e.actor_type, e.actor_id, e.actor_name, e.action, e.entity_type, e.entity_id,
-               e.customer_id, json.dumps(e.changes, ensure_ascii=False, sort_keys=True), e.ip, e.request_id]
+               e.customer_id, json.dumps(e.changes, ensure_ascii=False, sort_keys=True), e.ip, e.request_id, e.via]
 
 
 @bp.get("/audit")
@@ -120,7 +120,7 @@ def audit():
         return csv_response(
             "audit.csv",
             ["id", "at", "actor_type", "actor_id", "actor_name", "action", "entity_type", "entity_id", "customer_id",
-             "changes", "ip", "request_id"],
+             "changes", "ip", "request_id", "via"],
             _csv_rows(stmt),
         )
     page = paginate(stmt, page_number(request.args.get("page")), PER_PAGE) if stmt is not None else None
