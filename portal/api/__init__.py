@@ -10,7 +10,7 @@ from flask_smorest.spec.plugins import integerconverter2paramschema
 from werkzeug.exceptions import UnprocessableEntity
 
 from portal.api import customers, locations, reference
-from portal.api.auth import Unauthorized, authenticate, rate_limit_key, unauthorized
+from portal.api.auth import Unauthorized, authenticate, rate_limit_key, record_use, unauthorized
 from portal.api.fields import DecimalString
 from portal.api.idempotency import after_write, before_write
 from portal.api.problems import ProblemSchema, refusal, validation_problem
@@ -53,6 +53,7 @@ def _prepare(blp) -> None:
     blp.before_request(authenticate)
     blp.before_request(before_write)
     blp.after_request(after_write)
+    blp.after_request(record_use)
     blp.register_error_handler(Unauthorized, unauthorized)
     blp.register_error_handler(UnprocessableEntity, validation_problem)
     # A view that did not catch its rule's refusal: still a 422 naming the field.

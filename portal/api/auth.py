@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from portal.domain.actors import Actor
-from portal.domain.api_tokens import token_access, usable_token, via
+from portal.domain.api_tokens import needs_touch, token_access, touch, usable_token, via
 from portal.extensions import db
 from portal.models import ApiToken
 from portal.security.sessions import Anonymous
@@ -85,11 +85,22 @@ def authenticate() -> None:
     token, reason = usable_token(db.session, plain)
     if reason:
         raise Unauthorized(reason)
-    if db.session.dirty:  # last_used_at moved on: written at once, whatever the view does
-        db.session.commit()
+    if needs_touch(token):
+        g.api_token_touch = token.id
     principal = TokenPrincipal(token)
     g.api_token = token
     g._login_user = principal
+
+
+def record_use(response):
+    """After the view (committed or rolled back): the token's last use, in its own short
+    transaction — at most once a minute per token."""
+    token_id = g.pop("api_token_touch", None)
+    if token_id is not None:
+        db.session.rollback()
+        touch(db.session, token_id)
+        db.session.commit()
+    return response
 
 
 def unauthorized(error: Unauthorized):

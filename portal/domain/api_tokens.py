@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask_babel import gettext as _
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.domain import DomainError
 from portal.domain.actors import Actor
@@ -116,14 +117,27 @@ def revoke_token(session: Session, actor: Actor, token: ApiToken, *, now: dateti
            {"operator_id": token.operator_id, "name": token.name})
 
 
+_TOKEN_ROW = (
+    select(ApiToken, Operator)
+    .join(Operator, ApiToken.operator_id == Operator.id)
+    .options(lazyload(Operator.roles), lazyload(Operator.locations))
+    .where(ApiToken.token_hash == bindparam("token_hash"))
+)
+
+
 def usable_token(session: Session, plain: str, *, now: datetime | None = None) -> tuple[ApiToken | None, str]:
     """The token a request presents, and why it is refused ("" when usable): "invalid",
-    "revoked", "expired" or "inactive" (its operator)."""
+    "revoked", "expired" or "inactive" (its operator). Reads only: `touch` records the use."""
     if not plain.startswith(TOKEN_PREFIX) or len(plain) > 200:
         return None, "invalid"
-    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(plain)))
-    if token is None:
+    found = session.execute(_TOKEN_ROW, {"token_hash": hash_token(plain)}).first()
+    if found is None:
         return None, "invalid"
+    token, operator = found
+    # The operator came with the token (one statement); its rights and locations are read
+    # once, as plain rows (Operator._access), not as role and location objects.
+    set_committed_value(token, "operator", operator)
+    operator.__dict__.pop("_access_cache", None)
     now = now or utcnow()
     if token.revoked_at is not None:
         return token, "revoked"
@@ -131,9 +145,17 @@ def usable_token(session: Session, plain: str, *, now: datetime | None = None) -
         return token, "expired"
     if not token.operator.active:
         return token, "inactive"
-    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_GRANULARITY:
-        token.last_used_at = now
     return token, ""
+
+
+def needs_touch(token: ApiToken, now: datetime | None = None) -> bool:
+    now = now or utcnow()
+    return token.last_used_at is None or now - token.last_used_at >= LAST_USED_GRANULARITY
+
+
+def touch(session: Session, token_id: int, now: datetime | None = None) -> None:
+    """Record a use (a plain UPDATE: whatever else the request loaded stays loaded)."""
+    session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now or utcnow()))
 
 
 def tokens_of(session: Session, operator: Operator | None = None) -> list[ApiToken]:

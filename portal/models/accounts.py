@@ -219,7 +219,8 @@ def _forget_access(operator, _attrs):
     # What was read for this object is as stale as its expired attributes. (Not on a
     # "refresh" that only fills unloaded attributes: a list that loads this operator as an
     # assignee must not cost the page another statement.)
-    operator.__dict__.pop("_access_cache", None)
+    if operator is not None:  # None: the object was already garbage-collected
+        operator.__dict__.pop("_access_cache", None)
 
 
 @lru_cache(maxsize=1)
