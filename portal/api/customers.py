@@ -58,10 +58,10 @@ class CustomerSchema(Schema):
 class CustomerFilterArgs(PageArgs):
     q = ma.fields.String(validate=ma.validate.Length(max=100),
                          metadata={"description": "Name, number, variable symbol, company id, e-mail, phone or street."})
-    location_id = ident()
+    location_id = ident(query=True)
     active = ma.fields.Boolean()
     kind = enum(CustomerKind)
-    group_id = ident()
+    group_id = ident(query=True)
 
 
 class _CustomerFields(Schema):

@@ -38,9 +38,10 @@ def enum(cls, **kwargs) -> ma.fields.Enum:
     return ma.fields.Enum(cls, by_value=True, **kwargs)
 
 
-def ident(**kwargs) -> ma.fields.Integer:
-    """An id in a request: a positive 32-bit integer (no row has another)."""
-    return ma.fields.Integer(strict=True, validate=ma.validate.Range(1, 2**31 - 1), **kwargs)
+def ident(*, query: bool = False, **kwargs) -> ma.fields.Integer:
+    """An id in a request: a positive 32-bit integer (no row has another). A JSON body must send
+    a number; a query string has only text (`query=True`)."""
+    return ma.fields.Integer(strict=not query, validate=ma.validate.Range(1, 2**31 - 1), **kwargs)
 
 
 class Schema(ma.Schema):

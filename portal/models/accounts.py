@@ -46,6 +46,7 @@ RIGHTS: dict[str, str] = {
     "payments.write": "Import statements, enter, pair and unpair payments",
     "dunning.run": "Run dunning; postpone or exempt blocking",
     "requests.handle": "Handle customer requests",
+    "usage.write": "Send usage readings (meters and collectors, through the API)",
     "operators.admin": "Manage operators and roles",
     "audit.read": "Read and export the audit log",
     "customers.impersonate": "View selfcare as a customer (read-only)",

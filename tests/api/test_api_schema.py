@@ -5,6 +5,8 @@ PORTAL_TEST_DATABASE_URL, on PostgreSQL."""
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 import schemathesis
@@ -20,7 +22,13 @@ from schemathesis.checks import (
 )
 
 from portal import create_app
-from tests.factories import CustomerFactory, CustomerServiceFactory, LocationFactory
+from portal.models import UsageInstance, UsageItem, UsageReading, UsageTracker
+from tests.factories import (
+    CustomerFactory,
+    CustomerServiceFactory,
+    LocationFactory,
+    ServiceDefinitionFactory,
+)
 
 EXAMPLES = int(os.environ.get("PORTAL_API_FUZZ_EXAMPLES", "25"))
 STATUSES: dict[str, list[int]] = {}  # label → the answers' status codes
@@ -42,8 +50,24 @@ def fuzz_token(db, operator, make_token):
     location = LocationFactory()
     for _ in range(3):
         CustomerServiceFactory(customer=CustomerFactory(location=location))
+    _seed_usage(db, location)
     db.commit()
     return make_token(operator)
+
+
+def _seed_usage(db, location) -> None:
+    tracker = UsageTracker(name="Data", vat_rate=Decimal("21.00"))
+    db.add(tracker)
+    db.flush()
+    item = UsageItem(tracker_id=tracker.id, metric="data", name="Data", unit="GB", step=Decimal(1),
+                     amount_per_step=Decimal("2.00"))
+    service = CustomerServiceFactory(customer=CustomerFactory(location=location),
+                                     definition=ServiceDefinitionFactory(usage_tracker_id=tracker.id))
+    instance = UsageInstance(tracker_id=tracker.id, customer_service_id=service.id)
+    db.add_all([item, instance])
+    db.flush()
+    db.add(UsageReading(instance_id=instance.id, item_id=item.id, value=Decimal(3),
+                        measured_at=datetime(2026, 11, 2, tzinfo=UTC)))
 
 
 @pytest.mark.parametrize("label", _operation_labels())
