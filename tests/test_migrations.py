@@ -144,3 +144,20 @@ def test_migrations_build_exactly_the_model_and_take_it_down(migration_app):
     # Every downgrade is complete enough for the upgrade to run again.
     flask_migrate.upgrade()
     assert _differences(engine) == []
+
+
+def test_a_new_right_reaches_the_existing_administrator_role(migration_app):
+    """Rights added after the first deployment (0008 usage.write) are given to the
+    Administrator role the database already has; a downgrade takes them back."""
+    flask_migrate.upgrade(revision="0007_api_tokens")
+    with _db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO role (name, created_at, updated_at) VALUES ('Administrator', "
+                          "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+    flask_migrate.upgrade()
+    granted = text('SELECT r.code FROM role_right rr JOIN "right" r ON r.id = rr.right_id '
+                   "JOIN role ON role.id = rr.role_id WHERE role.name = 'Administrator'")
+    with _db.engine.connect() as conn:
+        assert "usage.write" in conn.scalars(granted).all()
+    flask_migrate.downgrade(revision="0007_api_tokens")
+    with _db.engine.connect() as conn:
+        assert "usage.write" not in conn.scalars(granted).all()

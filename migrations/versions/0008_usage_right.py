@@ -20,9 +20,9 @@ DESCRIPTION = 'Send usage readings (meters and collectors, through the API)'
 
 def upgrade():
     bind = op.get_bind()
-    bind.execute(sa.text('INSERT INTO "right" (code, description) SELECT :code, :description '
-                         'WHERE NOT EXISTS (SELECT 1 FROM "right" WHERE code = :code)'),
-                 {'code': CODE, 'description': DESCRIPTION})
+    if bind.execute(sa.text('SELECT 1 FROM "right" WHERE code = :code'), {'code': CODE}).first() is None:
+        bind.execute(sa.text('INSERT INTO "right" (code, description) VALUES (:code, :description)'),
+                     {'code': CODE, 'description': DESCRIPTION})
     # The Administrator role holds every right (portal.domain.accounts.ensure_admin_role).
     bind.execute(sa.text('INSERT INTO role_right (role_id, right_id) '
                          'SELECT role.id, "right".id FROM role, "right" '
