@@ -71,6 +71,10 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     protect_issued_invoices()  # an issued invoice never changes (ORM-level guard)
 
+    from portal.domain.settlement import install_paid_unblocking
+
+    install_paid_unblocking()  # a payment that settles a blocking debt unblocks at once
+
     from portal.security.sessions import init_sessions
 
     init_sessions(app)

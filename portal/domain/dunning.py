@@ -27,7 +27,9 @@ case:
 * **Unblocking**: a case is settled when the customer has nothing overdue any more, or when
   every invoice its reminders covered is paid and what is still overdue has not reached a
   blocking level. A settled case unblocks exactly the services it blocked that are still
-  blocked by it (a service staff blocked themselves stays blocked) and closes.
+  blocked by it (a service staff blocked themselves stays blocked) and closes. The same rule
+  runs between runs when a payment commits (domain/settlement.py):
+  a customer who pays is unblocked at once, not the next morning.
 
 What is overdue, the ladders, the open case and the exceptions in force are read in `overdue`
 (importable from here too); this module writes: the run, and the exceptions staff grant.
@@ -233,25 +235,19 @@ def _dun_customer(session: Session, customer: Customer, ladder: list[ReminderLev
     overdue_amount = sum((due for _, due in overdue), ZERO)
     days = (on - overdue[0][0].due_date).days if overdue else 0
     reached = [lvl for lvl in ladder if overdue and days >= lvl.days_overdue]
-    blocking_reached = any(lvl.blocks for lvl in reached)
     to = billing_email(session, customer) if (case is not None or reached) else None
     currency = customer.location.currency.value
 
     # 1. A settled case unblocks what it blocked and closes.
     if case is not None:
-        covered = {inv.id: inv for r in case.reminders for inv in r.invoices}
-        still_due = {inv.id for inv, _ in overdue}
-        settled = overdue_amount == 0 or (
-            bool(covered) and not (set(covered) & still_due) and not blocking_reached
-        )
-        if settled:
+        if case_settled(case, overdue, ladder, on):
             services = services_blocked_by(session, case)
             result.unblocked_services += len(services)
             result.cases_closed += 1
             if services and to:
                 result.emails_sent += 1
             if not dry_run:
-                _close_case(session, case, services, customer, to, on=on, actor=actor)
+                close_case(session, case, services, customer, to, on=on, actor=actor)
             case = None
 
     if not reached:
@@ -304,6 +300,19 @@ def _dun_customer(session: Session, customer: Customer, ladder: list[ReminderLev
         # A postponement shows on the case while it runs; afterwards the case is just reminded.
         case.state = CaseState.POSTPONED if postponed_until is not None else CaseState.REMINDED
         case.postponed_until = postponed_until
+
+
+def case_settled(case: DebtRecoveryCase, overdue: list[tuple[Invoice, Decimal]], ladder: list[ReminderLevel],
+             on: date) -> bool:
+    """Nothing overdue any more, or every invoice the case's reminders covered is paid and
+    what is still overdue has not reached a blocking level."""
+    if not overdue:
+        return True
+    days = (on - overdue[0][0].due_date).days
+    blocking_reached = any(lvl.blocks for lvl in ladder if days >= lvl.days_overdue)
+    covered = {inv.id for r in case.reminders for inv in r.invoices}
+    still_due = {inv.id for inv, _ in overdue}
+    return bool(covered) and not (covered & still_due) and not blocking_reached
 
 
 def _open_case(session: Session, customer: Customer, *, on: date, actor: Actor) -> DebtRecoveryCase:
@@ -398,7 +407,7 @@ def _block_case(session: Session, case: DebtRecoveryCase, services: list[Custome
            customer_id=customer.id)
 
 
-def _close_case(session: Session, case: DebtRecoveryCase, services: list[CustomerService], customer: Customer,
+def close_case(session: Session, case: DebtRecoveryCase, services: list[CustomerService], customer: Customer,
                 to: str | None, *, on: date, actor: Actor) -> None:
     for service in services:
         lifecycle.unblock(session, service, actor=actor, on=on, reason=f"Debt paid (debt recovery case #{case.id})",

@@ -150,6 +150,10 @@ def _state(payment: Payment, *, remainder_is_credit: bool) -> PaymentState:
     return PaymentState.UNMATCHED
 
 
+# session.info key: customers whose invoices were paid in this transaction (→ settlement).
+PAID_CUSTOMERS = "portal.paid_customers"
+
+
 def _allocate(session: Session, payment: Payment, invoice: Invoice, amount: Decimal, actor: Actor) -> PaymentAllocation:
     if amount <= 0 or amount > payment.unallocated:  # the invariant, guarded where it is made
         raise AllocationNotAllowed(_("An allocation must be positive and within the payment's unallocated amount."))
@@ -159,6 +163,7 @@ def _allocate(session: Session, payment: Payment, invoice: Invoice, amount: Deci
     session.add(allocation)
     payment.unallocated -= amount
     invoice.paid_amount += amount
+    session.info.setdefault(PAID_CUSTOMERS, {})[invoice.customer_id] = actor
     return allocation
 
 
