@@ -49,3 +49,9 @@ class Schema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
         ordered = True
+
+
+def query_ident(**kwargs) -> ma.fields.Integer:
+    """An id in a query string (?location_id=3): the text of a positive 32-bit integer. A query
+    value is always text, so `ident()` (strict: JSON integers only) would refuse every one."""
+    return ma.fields.Integer(validate=ma.validate.Range(1, 2**31 - 1), **kwargs)
