@@ -290,15 +290,14 @@ def order_service(body: dict, customer_id: int):
 # -- lifecycle steps ---------------------------------------------------------------------------
 
 
-def _step(service_id: int, carry_out):
+def _step(service: CustomerService, carry_out):
     """Carry out one step on the service, commit, and answer with the service's new state."""
-    service = _service(service_id)
     try:
         carry_out(service, api_actor(), date.today())
     except DomainError as error:
         return _refused(error)
     db.session.commit()
-    return _service(service_id)
+    return _service(service.id)
 
 
 @blp.route("/services/<int:service_id>/activate", methods=["POST"])
@@ -307,7 +306,7 @@ def _step(service_id: int, carry_out):
 @blp.response(200, ServiceSchema)
 def activate_service(body: dict, service_id: int):
     """Activate an ordered service (service.activated; a future date schedules it)."""
-    return _step(service_id, lambda service, actor, today: lc.activate(
+    return _step(_service(service_id), lambda service, actor, today: lc.activate(
         db.session, service, actor=actor, on=body.get("effective_on") or today, reason=body["reason"]))
 
 
@@ -317,7 +316,7 @@ def activate_service(body: dict, service_id: int):
 @blp.response(200, ServiceSchema)
 def block_service(body: dict, service_id: int):
     """Block an active service (service.blocked; a future date schedules it)."""
-    return _step(service_id, lambda service, actor, today: lc.block(
+    return _step(_service(service_id), lambda service, actor, today: lc.block(
         db.session, service, actor=actor, on=body.get("effective_on") or today, reason=body["reason"]))
 
 
@@ -327,7 +326,7 @@ def block_service(body: dict, service_id: int):
 @blp.response(200, ServiceSchema)
 def unblock_service(body: dict, service_id: int):
     """Unblock a blocked service (service.unblocked; a future date schedules it)."""
-    return _step(service_id, lambda service, actor, today: lc.unblock(
+    return _step(_service(service_id), lambda service, actor, today: lc.unblock(
         db.session, service, actor=actor, on=body.get("effective_on") or today, reason=body["reason"],
         credit_blocked_days=body.get("credit_blocked_days", False)))
 
@@ -338,7 +337,7 @@ def unblock_service(body: dict, service_id: int):
 @blp.response(200, ServiceSchema)
 def cancel_service(body: dict, service_id: int):
     """Cancel a service (service.cancelled; a future date schedules it)."""
-    return _step(service_id, lambda service, actor, today: lc.cancel(
+    return _step(_service(service_id), lambda service, actor, today: lc.cancel(
         db.session, service, actor=actor, on=body.get("effective_on"), reason=body["reason"],
         waive_notice=body.get("waive_notice", False)))
 
@@ -354,5 +353,5 @@ def change_service_plan(body: dict, service_id: int):
     target = {t.id: t for t in service.definition.allowed_targets}.get(body["target_id"])
     if target is None:
         return refusal(DomainError(_("Choose one of the tariffs this service may change to."), field="target_id"))
-    return _step(service_id, lambda service, actor, today: plan_change.change_plan(
+    return _step(service, lambda service, actor, today: plan_change.change_plan(
         db.session, service, target, actor=actor, on=body.get("effective_on"), reason=body["reason"]))
