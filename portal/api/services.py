@@ -87,7 +87,7 @@ def _price(value: Decimal | None) -> None:
 
 
 def _variable_symbol(value: str | None) -> None:
-    if value is not None and not re.fullmatch(r"\d{1,10}", value):
+    if value is not None and not re.fullmatch(r"[0-9]{1,10}", value):
         raise ma.ValidationError(_("Up to 10 digits."))
 
 
@@ -184,7 +184,7 @@ class OrderSchema(Schema):
     installation_city = ma.fields.String(validate=ma.validate.Length(max=100))
     installation_postal_code = ma.fields.String(validate=ma.validate.Length(max=20))
     variable_symbol = ma.fields.String(allow_none=True, validate=_variable_symbol,
-                                       metadata={"pattern": r"^\d{1,10}$"})
+                                       metadata={"pattern": r"^[0-9]{1,10}$"})
     reason = ma.fields.String(validate=ma.validate.Length(max=2000), metadata={"description": "A note."})
 
 
