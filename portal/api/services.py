@@ -347,8 +347,7 @@ def cancel_service(body: dict, service_id: int):
 @blp.arguments(ChangePlanSchema)
 @blp.response(200, ServiceSchema)
 def change_service_plan(body: dict, service_id: int):
-    """Change a service to another tariff: the service is replaced by its successor
-    (replaced_by_id) on the effective date, with the agreement's annex."""
+    """Change a service's tariff (service.changed): a successor replaces it (replaced_by_id)."""
     service = _service(service_id)
     target = {t.id: t for t in service.definition.allowed_targets}.get(body["target_id"])
     if target is None:
