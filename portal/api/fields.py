@@ -38,10 +38,9 @@ def enum(cls, **kwargs) -> ma.fields.Enum:
     return ma.fields.Enum(cls, by_value=True, **kwargs)
 
 
-def ident(*, query: bool = False, **kwargs) -> ma.fields.Integer:
-    """An id in a request: a positive 32-bit integer (no row has another). A JSON body must send
-    a number; a query string has only text (`query=True`)."""
-    return ma.fields.Integer(strict=not query, validate=ma.validate.Range(1, 2**31 - 1), **kwargs)
+def ident(**kwargs) -> ma.fields.Integer:
+    """An id in a JSON body: a positive 32-bit integer (no row has another); "5" is refused."""
+    return ma.fields.Integer(strict=True, validate=ma.validate.Range(1, 2**31 - 1), **kwargs)
 
 
 class Schema(ma.Schema):
@@ -50,3 +49,9 @@ class Schema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
         ordered = True
+
+
+def query_ident(**kwargs) -> ma.fields.Integer:
+    """An id in a query string (?location_id=3): the text of a positive 32-bit integer. A query
+    value is always text, so `ident()` (strict: JSON integers only) would refuse every one."""
+    return ma.fields.Integer(validate=ma.validate.Range(1, 2**31 - 1), **kwargs)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from portal.api.auth import api_actor, requires
-from portal.api.fields import Schema, decimal, enum, ident, timestamp, unit_price
+from portal.api.fields import Schema, decimal, enum, ident, query_ident, timestamp, unit_price
 from portal.api.paging import PageArgs, cursor_page, page_schema
 from portal.api.problems import refusal
 from portal.api.scope import scoped
@@ -83,7 +83,7 @@ class ReadingSchema(Schema):
 
 
 class ReadingFilterArgs(PageArgs):
-    service_id = ident(query=True)
+    service_id = query_ident()
     metric = ma.fields.String(validate=ma.validate.Length(1, 60))
     measured_from = timestamp(metadata={"description": "Readings at or after this time."})
     measured_before = timestamp(metadata={"description": "Readings before this time."})

@@ -17,8 +17,8 @@ from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 
 from flask_babel import gettext as _
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from portal.domain import DomainError
 from portal.domain.actors import Actor
@@ -480,6 +480,27 @@ class DiscountInput:
     valid_to: date | None = None
     min_commitment_months: int = 0
     shown_on_invoice: bool = True
+
+
+def discounts_statement(location_ids: Iterable[int] | None, *, text: str = "",
+                        current_on: date | None = None) -> Select:
+    """(Discount, its customer) rows of customers in `location_ids` (None: all), newest first:
+    a discount on one service belongs to that service's customer. `text` matches the name or
+    the customer number; `current_on` keeps the discounts valid that day."""
+    service = aliased(CustomerService)
+    owner = func.coalesce(Discount.customer_id, service.customer_id)
+    stmt = (select(Discount, Customer)
+            .outerjoin(service, Discount.customer_service_id == service.id)
+            .join(Customer, Customer.id == owner))
+    if location_ids is not None:
+        stmt = stmt.where(Customer.location_id.in_(list(location_ids)))
+    if text:
+        like = f"%{text.lower()}%"
+        stmt = stmt.where(or_(func.lower(Discount.name).like(like), Customer.customer_number.ilike(like)))
+    if current_on is not None:
+        stmt = stmt.where(Discount.valid_from <= current_on,
+                          or_(Discount.valid_to.is_(None), Discount.valid_to >= current_on))
+    return stmt.order_by(Discount.id.desc())
 
 
 def discount_last_charged_day(session: Session, customer_id: int, customer_service_id: int | None) -> date | None:

@@ -74,7 +74,7 @@ from portal.models.customers import customer_group_membership
 __all__ = [
     "add_address", "add_contact", "ADDRESS_FIELDS", "COUNTRY_RE", "create_customer",
     "create_group", "CUSTOMER_FIELDS", "customer_summary", "CustomerFilters", "CustomerInvalid",
-    "CustomerSummary", "DIALLING_CODES", "end_impersonation", "format_iban", "groups_with_counts",
+    "CustomerSummary", "DIALLING_CODES", "end_impersonation", "format_iban", "group_counts", "groups_with_counts",
     "impersonation_login", "normalise_company_id", "normalise_iban", "normalise_postal_code",
     "normalise_vat_id", "primary_contact", "remove_address", "remove_contact", "search_customers",
     "SEARCH_MAX_LENGTH", "search_statement", "SearchResult", "SERVICE_STATES",
@@ -376,13 +376,22 @@ def update_group(session: Session, actor: Actor, group: CustomerGroup, *, name: 
 
 def groups_with_counts(session: Session, location_ids: Iterable[int] | None) -> list[tuple[CustomerGroup, int]]:
     """Every group with how many of the operator's customers are in it (two statements)."""
+    counts = group_counts(session, None, location_ids)
+    groups = session.scalars(select(CustomerGroup).order_by(CustomerGroup.name))
+    return [(g, counts.get(g.id, 0)) for g in groups]
+
+
+def group_counts(session: Session, group_ids: Iterable[int] | None,
+                 location_ids: Iterable[int] | None) -> dict[int, int]:
+    """group id → how many of the operator's customers are in it (one statement); only the
+    groups in `group_ids` (None: all)."""
     m = customer_group_membership
     counts_q = select(m.c.group_id, func.count()).join(Customer, Customer.id == m.c.customer_id)
     if location_ids is not None:
         counts_q = counts_q.where(Customer.location_id.in_(list(location_ids)))
-    counts = dict(session.execute(counts_q.group_by(m.c.group_id)).all())
-    groups = session.scalars(select(CustomerGroup).order_by(CustomerGroup.name))
-    return [(g, counts.get(g.id, 0)) for g in groups]
+    if group_ids is not None:
+        counts_q = counts_q.where(m.c.group_id.in_(list(group_ids)))
+    return dict(session.execute(counts_q.group_by(m.c.group_id)).all())
 
 
 # ---------------------------------------------------------------------------------- overview

@@ -9,9 +9,10 @@ from datetime import date
 from flask import abort, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import aliased, selectinload
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from wtforms import BooleanField, DateField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
@@ -20,7 +21,6 @@ from portal.extensions import db
 from portal.models import (
     BillingPlan,
     Customer,
-    CustomerService,
     Delivery,
     Discount,
     DiscountKind,
@@ -375,24 +375,10 @@ def catalogue_plan(plan_id: int):
 
 # ------------------------------------------------------------------------------ discounts
 
-_DiscountService = aliased(CustomerService)
-
-
 def _discounts_query(params: dict):
-    """Discounts of customers in the operator's locations; a discount on one service belongs
-    to that service's customer."""
-    owner = func.coalesce(Discount.customer_id, _DiscountService.customer_id)
-    stmt = (select(Discount, Customer)
-            .outerjoin(_DiscountService, Discount.customer_service_id == _DiscountService.id)
-            .join(Customer, Customer.id == owner))
-    stmt = in_operator_locations(stmt, Customer.location_id)
-    if params.get("q"):
-        like = f"%{params['q'].lower()}%"
-        stmt = stmt.where(or_(func.lower(Discount.name).like(like), Customer.customer_number.ilike(like)))
-    if params.get("current"):
-        today = _today()
-        stmt = stmt.where(Discount.valid_from <= today, or_(Discount.valid_to.is_(None), Discount.valid_to >= today))
-    return stmt.order_by(Discount.id.desc())
+    """Discounts of customers in the operator's locations (`rules.discounts_statement`)."""
+    return rules.discounts_statement(current_user.location_ids, text=params.get("q") or "",
+                                     current_on=_today() if params.get("current") else None)
 
 
 @bp.get("/catalogue/discounts")

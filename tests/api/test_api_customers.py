@@ -2,7 +2,7 @@
 customer rules (the same refusals as the form), Idempotency-Key retries."""
 from __future__ import annotations
 
-from portal.models import AuditEntry, Customer
+from portal.models import AuditEntry, Customer, CustomerGroup
 from tests.api.conftest import problem_fields
 from tests.factories import CustomerFactory, LocationFactory
 
@@ -32,6 +32,18 @@ def test_list_filters(db, api):
     db.commit()
     assert [c["id"] for c in api.get("/api/v1/customers?q=zelen").get_json()["data"]] == [a.id]
     assert len(api.get("/api/v1/customers?active=false").get_json()["data"]) == 1
+
+
+def test_list_filters_by_location_and_group(db, api):
+    vip = CustomerGroup(name="VIP")
+    here = LocationFactory()
+    a = CustomerFactory(location=here, groups=[vip])
+    CustomerFactory(location=here)
+    CustomerFactory(groups=[vip])
+    db.commit()
+    assert len(api.get(f"/api/v1/customers?location_id={here.id}").get_json()["data"]) == 2
+    assert [c["id"] for c in api.get(f"/api/v1/customers?location_id={here.id}&group_id={vip.id}")
+            .get_json()["data"]] == [a.id]
 
 
 def test_bad_query_values_are_422_with_the_field(api):

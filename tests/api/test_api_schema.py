@@ -5,7 +5,7 @@ PORTAL_TEST_DATABASE_URL, on PostgreSQL."""
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -22,8 +22,28 @@ from schemathesis.checks import (
 )
 
 from portal import create_app
-from portal.models import UsageInstance, UsageItem, UsageReading, UsageTracker
+from portal.models import (
+    ActorType,
+    AddressKind,
+    Customer,
+    CustomerAddress,
+    CustomerGroup,
+    CustomerService,
+    Discount,
+    DiscountKind,
+    PriceChange,
+    ServiceDefinition,
+    ServiceEvent,
+    ServiceEventKind,
+    ServiceState,
+    UsageInstance,
+    UsageItem,
+    UsageReading,
+    UsageTracker,
+)
+from portal.models.base import utcnow
 from tests.factories import (
+    ContactFactory,
     CustomerFactory,
     CustomerServiceFactory,
     LocationFactory,
@@ -51,6 +71,7 @@ def fuzz_token(db, operator, make_token):
     for _ in range(3):
         CustomerServiceFactory(customer=CustomerFactory(location=location))
     _seed_usage(db, location)
+    _seed_services_and_details(db)
     db.commit()
     return make_token(operator)
 
@@ -68,6 +89,26 @@ def _seed_usage(db, location) -> None:
     db.flush()
     db.add(UsageReading(instance_id=instance.id, item_id=item.id, value=Decimal(3),
                         measured_at=datetime(2026, 11, 2, tzinfo=UTC)))
+
+
+def _seed_services_and_details(db) -> None:
+    """Row 1 of contacts, addresses, customer groups, service events, price changes and
+    discounts (definitions, service groups and billing plans come with the services)."""
+    customer, service = db.get(Customer, 1), db.get(CustomerService, 1)
+    ContactFactory(customer=customer)
+    db.add(CustomerAddress(customer_id=customer.id, kind=AddressKind.POSTAL, street="Krátká 1", city="Brno",
+                           postal_code="602 00", country="CZ"))
+    group = CustomerGroup(name="VIP")
+    db.add(group)
+    customer.groups = [group]
+    db.add(ServiceEvent(customer_service=service, kind=ServiceEventKind.ACTIVATED, from_state=ServiceState.ORDERED,
+                        to_state=ServiceState.ACTIVE, effective_on=date(2024, 1, 1), done_at=utcnow(),
+                        actor_type=ActorType.SYSTEM, actor_name="seed"))
+    definition = db.get(ServiceDefinition, 1)
+    db.add(PriceChange(definition=definition, new_price=Decimal("700.00"), effective_from=date(2025, 1, 1)))
+    definition.allowed_targets = [db.get(ServiceDefinition, 2)]
+    db.add(Discount(name="Loyalty", kind=DiscountKind.PERCENT, value=Decimal("10"), customer_id=customer.id,
+                    valid_from=date(2024, 1, 1)))
 
 
 @pytest.mark.parametrize("label", _operation_labels())

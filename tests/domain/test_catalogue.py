@@ -11,9 +11,23 @@ from sqlalchemy import select
 from portal.domain import catalogue as rules
 from portal.domain.actors import Actor
 from portal.domain.billing import effective_price, run_billing
-from portal.models import AuditEntry, Invoice, Period, PriceChange, ServiceGroupKind
+from portal.models import (
+    AuditEntry,
+    Discount,
+    DiscountKind,
+    Invoice,
+    Period,
+    PriceChange,
+    ServiceGroupKind,
+)
 from tests.domain.billing_fixtures import World
-from tests.factories import ServiceDefinitionFactory, ServiceGroupFactory
+from tests.factories import (
+    CustomerFactory,
+    CustomerServiceFactory,
+    LocationFactory,
+    ServiceDefinitionFactory,
+    ServiceGroupFactory,
+)
 
 ACTOR = Actor.system("test")
 D = Decimal
@@ -241,3 +255,26 @@ def test_discount_cannot_reach_into_charged_periods(db):
                                     shown_on_invoice=True)
     assert changes == {"name": ["Loyalty", "Loyalty 10 %"], "valid_to": [None, "2026-02-28"]}
     assert _audit(db, "discount.updated")[0].customer_id == svc.customer_id
+
+
+def test_discounts_statement_by_owner_location_text_and_validity(db):
+    here, there = LocationFactory(), LocationFactory()
+    mine = CustomerFactory(location=here)
+    service = CustomerServiceFactory(customer=CustomerFactory(location=here))
+    theirs = CustomerFactory(location=there)
+    made = [Discount(name=name, kind=DiscountKind.PERCENT, value=D("5"), valid_from=date(2024, 1, 1), **owner)
+            for name, owner in (("Loyalty", {"customer_id": mine.id}),
+                                ("Fibre promo", {"customer_service_id": service.id}),
+                                ("Old", {"customer_id": theirs.id, "valid_to": date(2024, 6, 30)}))]
+    db.add_all(made)
+    db.flush()
+    a, b, c = made
+
+    def rows(*args, **kw):
+        return [(d.id, customer.id) for d, customer in db.execute(rules.discounts_statement(*args, **kw))]
+
+    assert rows(None) == [(c.id, theirs.id), (b.id, service.customer_id), (a.id, mine.id)]  # newest first
+    assert rows([here.id]) == [(b.id, service.customer_id), (a.id, mine.id)]
+    assert rows(None, text="PROMO") == [(b.id, service.customer_id)]
+    assert rows(None, text=theirs.customer_number) == [(c.id, theirs.id)]
+    assert rows(None, current_on=date(2025, 1, 1)) == [(b.id, service.customer_id), (a.id, mine.id)]

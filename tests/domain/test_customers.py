@@ -403,5 +403,7 @@ def test_groups_unique_names_audit_and_counts(db):
     db.commit()
     assert [(g.name, n) for g, n in rules.groups_with_counts(db, None)] == [("Business clients", 2), ("Seniors 65+", 1)]
     assert [(g.name, n) for g, n in rules.groups_with_counts(db, [loc_a.id])] == [("Business clients", 1), ("Seniors 65+", 0)]
+    assert rules.group_counts(db, [other.id], None) == {other.id: 1}
+    assert rules.group_counts(db, [group.id, other.id], [loc_a.id]) == {group.id: 1}
     actions = [e.action for e in db.scalars(select(AuditEntry).order_by(AuditEntry.id))]
     assert actions == ["customer_group.created", "customer_group.created", "customer_group.updated"]
