@@ -43,6 +43,12 @@ def ident(**kwargs) -> ma.fields.Integer:
     return ma.fields.Integer(strict=True, validate=ma.validate.Range(1, 2**31 - 1), **kwargs)
 
 
+def query_ident(**kwargs) -> ma.fields.Integer:
+    """An id in a query string filter: the same range as `ident`, but not strict (a query
+    string only has text: "?customer_id=5")."""
+    return ma.fields.Integer(validate=ma.validate.Range(1, 2**31 - 1), **kwargs)
+
+
 class Schema(ma.Schema):
     """Unknown fields in a request are refused, not silently dropped (a typo would lose data)."""
 

@@ -5,6 +5,8 @@ PORTAL_TEST_DATABASE_URL, on PostgreSQL."""
 from __future__ import annotations
 
 import os
+from datetime import date
+from decimal import Decimal
 
 import pytest
 import schemathesis
@@ -20,6 +22,16 @@ from schemathesis.checks import (
 )
 
 from portal import create_app
+from portal.models import (
+    ActorType,
+    CaseState,
+    Customer,
+    CustomerRequest,
+    DebtRecoveryCase,
+    Reminder,
+    RequestComment,
+    RequestKind,
+)
 from tests.factories import CustomerFactory, CustomerServiceFactory, LocationFactory
 
 EXAMPLES = int(os.environ.get("PORTAL_API_FUZZ_EXAMPLES", "25"))
@@ -42,6 +54,19 @@ def fuzz_token(db, operator, make_token):
     location = LocationFactory()
     for _ in range(3):
         CustomerServiceFactory(customer=CustomerFactory(location=location))
+    db.flush()
+    customer = db.get(Customer, 1)
+    case = DebtRecoveryCase(customer_id=customer.id, state=CaseState.REMINDED, level=1, opened_on=date(2026, 1, 20))
+    db.add(case)
+    db.flush()
+    db.add(Reminder(case_id=case.id, customer_id=customer.id, level=1, issued_on=date(2026, 1, 20),
+                    pay_by=date(2026, 1, 27), amount_due=Decimal("605.00")))
+    request = CustomerRequest(customer_id=customer.id, kind=RequestKind.QUESTION, subject="Slow internet",
+                              created_by_type=ActorType.CUSTOMER, created_by_id=customer.id)
+    db.add(request)
+    db.flush()
+    db.add(RequestComment(request_id=request.id, author_type=ActorType.CUSTOMER, author_id=customer.id,
+                          author_name=customer.display_name, body="It is slow after 8 pm."))
     db.commit()
     return make_token(operator)
 
