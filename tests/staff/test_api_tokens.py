@@ -196,3 +196,25 @@ def test_anonymous_and_customers_are_kept_out(db, client, customer_client, opera
     for url in ("/staff/api-tokens", "/staff/api-tokens/new"):
         resp = anonymous.get(url)
         assert resp.status_code == 302 and "/staff/login" in resp.headers["Location"]
+
+
+def test_an_operator_without_rights_is_told_so(db, operator_client):
+    client = operator_client()
+    page = client.get("/staff/api-tokens/new").get_data(as_text=True)
+    assert "You have no rights a token could have." in page
+    resp = _create(client, rights=["customers.read"])
+    assert resp.status_code == 422 and 'id="rights-error"' in resp.get_data(as_text=True)
+
+
+def test_the_admin_list_costs_bounded_statements(db, operator_client, make_operator, count_queries):
+    client = operator_client(admin=True)
+    for _ in range(2):
+        _token(db, make_operator(rights=("customers.read",)))
+    client.get("/staff/api-tokens")
+    with count_queries() as few:
+        client.get("/staff/api-tokens")
+    for _ in range(8):
+        _token(db, make_operator(rights=("customers.read",), locations=[LocationFactory()]))
+    with count_queries() as many:
+        client.get("/staff/api-tokens")
+    assert many.count == few.count
