@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from portal.api.auth import api_actor, requires
-from portal.api.fields import Schema, enum, ident, money, timestamp
+from portal.api.fields import Schema, enum, ident, money, query_ident, timestamp
 from portal.api.paging import PageArgs, cursor_page, page_schema
 from portal.api.problems import refusal
 from portal.api.scope import one_or_404
@@ -58,10 +58,10 @@ class CustomerSchema(Schema):
 class CustomerFilterArgs(PageArgs):
     q = ma.fields.String(validate=ma.validate.Length(max=100),
                          metadata={"description": "Name, number, variable symbol, company id, e-mail, phone or street."})
-    location_id = ident()
+    location_id = query_ident()
     active = ma.fields.Boolean()
     kind = enum(CustomerKind)
-    group_id = ident()
+    group_id = query_ident()
 
 
 class _CustomerFields(Schema):
