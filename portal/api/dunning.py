@@ -1,6 +1,7 @@
 """/api/v1/dunning: debt recovery cases and the reminders issued in them — read only, with
 the staff lists' filters and right (`dunning.run`); customers outside the token's locations
-are not there (404), as on the staff pages."""
+are not there (404), as on the staff pages. A reminder's letter is the stored PDF the staff
+download serves (rendered and stored on first need)."""
 from __future__ import annotations
 
 import marshmallow as ma
@@ -12,7 +13,9 @@ from portal.api.auth import requires
 from portal.api.fields import Schema, enum, money, query_ident, timestamp
 from portal.api.paging import PageArgs, cursor_page, page_schema
 from portal.api.scope import one_or_404, scoped
-from portal.models import CaseState, Customer, DebtRecoveryCase, Reminder
+from portal.documents import document_for, send_document
+from portal.extensions import db
+from portal.models import CaseState, Customer, DebtRecoveryCase, DocumentKind, Reminder
 
 RIGHT = "dunning.run"
 
@@ -133,3 +136,21 @@ def list_reminders(limit=None, cursor=None, customer_number=None, level=None, ca
 def get_reminder(reminder_id: int):
     """Get a reminder."""
     return one_or_404(_reminders().where(Reminder.id == reminder_id), Customer.location_id)
+
+
+_PDF = {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}
+
+
+@blp.route("/reminders/<int:reminder_id>/pdf")
+@requires(RIGHT)
+@blp.response(200, content_type="application/pdf", description="The reminder letter.")
+@blp.alt_response(304, description="Not modified: If-None-Match carried the letter's ETag.")
+@blp.doc(responses={"200": {"description": "The reminder letter.", "content": _PDF,
+                             "headers": {"ETag": {"schema": {"type": "string"}}}}})
+def get_reminder_pdf(reminder_id: int):
+    """Download a reminder letter (PDF)."""
+    reminder = one_or_404(select(Reminder).join(Customer, Customer.id == Reminder.customer_id)
+                          .where(Reminder.id == reminder_id), Customer.location_id)
+    doc = document_for(db.session, DocumentKind.REMINDER, reminder)
+    db.session.commit()  # the first download renders and stores the letter
+    return send_document(doc)

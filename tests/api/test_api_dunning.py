@@ -136,3 +136,24 @@ def test_lists_cost_bounded_statements(db, api, count_queries):
         with count_queries() as large:
             api.get(f"{path}?limit=30")
         assert large.count == small.count, path
+
+
+def test_reminder_letter_is_the_stored_pdf(db, api, operator, make_token, make_api):
+    from portal.models import StoredDocument
+
+    here, there = LocationFactory(), LocationFactory()
+    case = _case(db, CustomerFactory(location=here))
+    theirs = _case(db, CustomerFactory(location=there))
+    db.commit()
+    url = f"/api/v1/dunning/reminders/{case.reminders[0].id}/pdf"
+    first = api.get(url)
+    assert first.status_code == 200 and first.mimetype == "application/pdf"
+    assert first.data.startswith(b"%PDF") and first.headers["ETag"]
+    again = api.get(url)
+    assert again.data == first.data and db.query(StoredDocument).count() == 1  # stored once
+    assert api.get(url, headers={"If-None-Match": first.headers["ETag"]}).status_code == 304
+    limited = make_api(make_token(operator, locations=[here]))
+    assert limited.get(f"/api/v1/dunning/reminders/{theirs.reminders[0].id}/pdf").status_code == 404
+    assert limited.get("/api/v1/dunning/reminders/999999/pdf").status_code == 404
+    no_right = make_api(make_token(operator, rights=["customers.read"]))
+    assert no_right.get(url).status_code == 403
