@@ -159,7 +159,7 @@ def touch(session: Session, token_id: int, now: datetime | None = None) -> None:
 
 
 def token_state(token: ApiToken, now: datetime | None = None) -> str:
-    """"revoked", "expired" or "active" — what a list shows (the operator's own state aside)."""
+    """What a list shows: "revoked", "expired" or "active" (the operator's own state aside)."""
     if token.revoked_at is not None:
         return "revoked"
     if token.expires_at is not None and token.expires_at <= (now or utcnow()):
