@@ -9,7 +9,17 @@ from flask_smorest import Api
 from flask_smorest.spec.plugins import integerconverter2paramschema
 from werkzeug.exceptions import UnprocessableEntity
 
-from portal.api import catalogue, customer_details, customers, locations, reference, services, usage
+from portal.api import (
+    catalogue,
+    customer_details,
+    customers,
+    dunning,
+    locations,
+    reference,
+    requests,
+    services,
+    usage,
+)
 from portal.api.auth import Unauthorized, authenticate, rate_limit_key, record_use, unauthorized
 from portal.api.fields import DecimalString
 from portal.api.idempotency import after_write, before_write
@@ -21,7 +31,7 @@ from portal.web.problems import PROBLEM_TYPE
 
 # Each resource module has one flask-smorest Blueprint.
 RESOURCES = (customers.blp, locations.blp, customer_details.blp, customer_details.groups_blp, services.blp,
-             catalogue.blp, usage.blp)
+             catalogue.blp, usage.blp, dunning.blp, requests.blp)
 API_PREFIX = "/api/v1"
 
 

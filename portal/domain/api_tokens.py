@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from flask_babel import gettext as _
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import Session, lazyload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.domain import DomainError
@@ -158,9 +158,18 @@ def touch(session: Session, token_id: int, now: datetime | None = None) -> None:
     session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now or utcnow()))
 
 
+def token_state(token: ApiToken, now: datetime | None = None) -> str:
+    """What a list shows: "revoked", "expired" or "active" (the operator's own state aside)."""
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.expires_at is not None and token.expires_at <= (now or utcnow()):
+        return "expired"
+    return "active"
+
+
 def tokens_of(session: Session, operator: Operator | None = None) -> list[ApiToken]:
     """Newest first; every operator's with `operator` None (administrators)."""
-    stmt = select(ApiToken).order_by(ApiToken.id.desc())
+    stmt = select(ApiToken).options(selectinload(ApiToken.operator)).order_by(ApiToken.id.desc())
     if operator is not None:
         stmt = stmt.where(ApiToken.operator_id == operator.id)
     return list(session.scalars(stmt))

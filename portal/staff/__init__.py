@@ -7,6 +7,7 @@ bp = Blueprint("staff", __name__)
 
 from portal.staff import (  # noqa: E402,F401
     agreements,
+    api_tokens,
     audit,
     billing,
     catalogue,

@@ -32,6 +32,10 @@ def test_list_filters(db, api):
     db.commit()
     assert [c["id"] for c in api.get("/api/v1/customers?q=zelen").get_json()["data"]] == [a.id]
     assert len(api.get("/api/v1/customers?active=false").get_json()["data"]) == 1
+    # Ids in the query string are text: "?location_id=5" is a number, not a refusal.
+    response = api.get(f"/api/v1/customers?location_id={a.location_id}")
+    assert response.status_code == 200 and [c["id"] for c in response.get_json()["data"]] == [a.id]
+    assert api.get("/api/v1/customers?location_id=0").status_code == 422
 
 
 def test_list_filters_by_location_and_group(db, api):

@@ -25,13 +25,19 @@ from portal import create_app
 from portal.models import (
     ActorType,
     AddressKind,
+    CaseState,
     Customer,
     CustomerAddress,
     CustomerGroup,
+    CustomerRequest,
     CustomerService,
+    DebtRecoveryCase,
     Discount,
     DiscountKind,
     PriceChange,
+    Reminder,
+    RequestComment,
+    RequestKind,
     ServiceDefinition,
     ServiceEvent,
     ServiceEventKind,
@@ -72,6 +78,7 @@ def fuzz_token(db, operator, make_token):
         CustomerServiceFactory(customer=CustomerFactory(location=location))
     _seed_usage(db, location)
     _seed_services_and_details(db)
+    _seed_dunning_and_requests(db)
     db.commit()
     return make_token(operator)
 
@@ -109,6 +116,22 @@ def _seed_services_and_details(db) -> None:
     definition.allowed_targets = [db.get(ServiceDefinition, 2)]
     db.add(Discount(name="Loyalty", kind=DiscountKind.PERCENT, value=Decimal("10"), customer_id=customer.id,
                     valid_from=date(2024, 1, 1)))
+
+def _seed_dunning_and_requests(db) -> None:
+    """Case 1, reminder 1, request 1 and comment 1."""
+    db.flush()
+    customer = db.get(Customer, 1)
+    case = DebtRecoveryCase(customer_id=customer.id, state=CaseState.REMINDED, level=1, opened_on=date(2026, 1, 20))
+    db.add(case)
+    db.flush()
+    db.add(Reminder(case_id=case.id, customer_id=customer.id, level=1, issued_on=date(2026, 1, 20),
+                    pay_by=date(2026, 1, 27), amount_due=Decimal("605.00")))
+    request = CustomerRequest(customer_id=customer.id, kind=RequestKind.QUESTION, subject="Slow internet",
+                              created_by_type=ActorType.CUSTOMER, created_by_id=customer.id)
+    db.add(request)
+    db.flush()
+    db.add(RequestComment(request_id=request.id, author_type=ActorType.CUSTOMER, author_id=customer.id,
+                          author_name=customer.display_name, body="It is slow after 8 pm."))
 
 
 @pytest.mark.parametrize("label", _operation_labels())

@@ -132,6 +132,8 @@ STAFF_PAGES = [
     ("/staff/audit", True),
     ("/staff/audit/{audit_entry}", True),
     ("/staff/security", True),
+    ("/staff/api-tokens", True),
+    ("/staff/api-tokens/new", True),
 ]
 
 AXE_OPTIONS = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
@@ -287,3 +289,34 @@ def test_failed_submit_moves_focus_to_the_error_summary(page, operator):
     target = first.get_attribute("href")
     first.click()
     assert page.evaluate("'#' + document.activeElement.id") == target
+
+
+def test_api_token_pages_accessible_and_reflow(browser, live_server, demo):
+    """The answer to creating a token (a POST's answer: no URL for the walk above) and the
+    revoke confirmation of the token it made."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    context = browser.new_context(base_url=live_server, locale="en-GB", viewport=PHONE)
+    page = context.new_page()
+    failures: list[str] = []
+    try:
+        _log_in(page, "/staff/login", DEMO_OPERATOR_EMAIL, DEMO_OPERATOR_PASSWORD)
+        page.goto("/staff/api-tokens/new")
+        page.get_by_label("Name").fill("Accounting export")
+        page.locator("input[name=rights][value='customers.read']").check()
+        with page.expect_navigation():
+            page.get_by_role("button", name="Create token").click()
+        assert page.locator("#token-secret").input_value().startswith("ptk_")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > PHONE["width"]:
+            failures.append(f"created: scrolls sideways at 320 px: {page.evaluate(WIDE_ELEMENTS)}")
+        for violation in Axe().run(page, options=AXE_OPTIONS).response["violations"]:
+            failures.append(f"created: axe {violation['id']}: {[n['target'] for n in violation['nodes']][:3]}")
+        page.goto("/staff/api-tokens")
+        with page.expect_navigation():
+            page.get_by_role("link", name="Revoke").first.click()
+        _check(page, page.url, failures, tables_fit=False)
+        _check(page, "/staff/api-tokens", failures, tables_fit=False)
+    finally:
+        context.close()
+    assert not failures, "\n".join(failures)

@@ -7,8 +7,10 @@ import pytest
 
 from portal.models import RIGHTS
 
-# Pages any logged-in operator may open (the landing page) or that are part of logging in.
-OPEN_TO_EVERY_OPERATOR = {"staff.dashboard", "staff.security"}
+# Pages any logged-in operator may open (the landing page) or that are part of logging in,
+# and their own API tokens (a token never has more than its operator: the rule checks it).
+OPEN_TO_EVERY_OPERATOR = {"staff.dashboard", "staff.security", "staff.api_tokens", "staff.api_token_new",
+                          "staff.api_token_revoke"}
 
 
 def _staff_rules(app):
