@@ -161,10 +161,3 @@ def test_list_costs_bounded_statements(db, api, count_queries):
         api.get("/api/v1/customers?limit=30")
     assert large.count == small.count
 
-
-def test_id_filters_in_the_query_string(db, api):
-    here = LocationFactory()
-    mine = CustomerFactory(location=here)
-    CustomerFactory()
-    db.commit()
-    assert [c["id"] for c in api.get(f"/api/v1/customers?location_id={here.id}").get_json()["data"]] == [mine.id]
