@@ -9,7 +9,7 @@ from flask_smorest import Api
 from flask_smorest.spec.plugins import integerconverter2paramschema
 from werkzeug.exceptions import UnprocessableEntity
 
-from portal.api import customers, locations, reference
+from portal.api import agreements, billing_runs, customers, invoices, locations, payments, reference
 from portal.api.auth import Unauthorized, authenticate, rate_limit_key, record_use, unauthorized
 from portal.api.fields import DecimalString
 from portal.api.idempotency import after_write, before_write
@@ -20,7 +20,8 @@ from portal.web import RowIdConverter
 from portal.web.problems import PROBLEM_TYPE
 
 # Each resource module has one flask-smorest Blueprint.
-RESOURCES = (customers.blp, locations.blp)
+RESOURCES = (customers.blp, locations.blp, agreements.blp, agreements.types_blp, invoices.blp,
+             invoices.credit_notes_blp, billing_runs.blp, payments.blp)
 API_PREFIX = "/api/v1"
 
 
