@@ -13,7 +13,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
 from portal.api.auth import api_actor, requires
-from portal.api.fields import Schema, enum, ident, timestamp
+from portal.api.fields import Schema, enum, ident, query_id, timestamp
 from portal.api.paging import PageArgs, cursor_page, page_schema
 from portal.api.problems import ProblemSchema, refusal
 from portal.api.scope import one_or_404, scoped
@@ -87,8 +87,8 @@ class AgreementFilterArgs(PageArgs):
     q = ma.fields.String(validate=ma.validate.Length(max=100),
                          metadata={"description": "Customer number or name (prefix), or the agreement number."})
     state = enum(AgreementState)
-    type_id = ident()
-    customer_id = ident()
+    type_id = query_id()
+    customer_id = query_id()
 
 
 class PdfArgs(ma.Schema):

@@ -43,6 +43,11 @@ def ident(**kwargs) -> ma.fields.Integer:
     return ma.fields.Integer(strict=True, validate=ma.validate.Range(1, 2**31 - 1), **kwargs)
 
 
+def query_id(**kwargs) -> ma.fields.Integer:
+    """An id in a query string (text there, so not strict): a positive 32-bit integer."""
+    return ma.fields.Integer(validate=ma.validate.Range(1, 2**31 - 1), **kwargs)
+
+
 class Schema(ma.Schema):
     """Unknown fields in a request are refused, not silently dropped (a typo would lose data)."""
 

@@ -14,7 +14,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
 from portal.api.auth import api_actor, requires
-from portal.api.fields import Schema, decimal, enum, ident, money, timestamp, unit_price
+from portal.api.fields import Schema, decimal, enum, ident, money, query_id, timestamp, unit_price
 from portal.api.paging import PageArgs, cursor_page, page_schema
 from portal.api.problems import ProblemSchema, refusal
 from portal.api.scope import one_or_404, scoped
@@ -113,7 +113,7 @@ class InvoiceFilterArgs(PageArgs):
                               metadata={"description": "Part of the number, or the exact variable symbol."})
     customer = ma.fields.String(validate=ma.validate.Length(max=100),
                                 metadata={"description": "Customer number (exact) or part of the name."})
-    customer_id = ident()
+    customer_id = query_id()
     state = ma.fields.String(validate=ma.validate.OneOf(["issued", "cancelled", "unpaid", "overdue", "paid"]))
     type = enum(InvoiceType)
     period = ma.fields.String(validate=ma.validate.Regexp(PERIOD),
@@ -123,8 +123,8 @@ class InvoiceFilterArgs(PageArgs):
 
 
 class CreditNoteFilterArgs(PageArgs):
-    customer_id = ident()
-    corrects_id = ident(metadata={"description": "The corrected invoice."})
+    customer_id = query_id()
+    corrects_id = query_id(metadata={"description": "The corrected invoice."})
     issued_from = ma.fields.Date()
     issued_to = ma.fields.Date()
 

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from portal.api.auth import api_actor, requires
-from portal.api.fields import Schema, decimal, enum, money, timestamp
+from portal.api.fields import Schema, decimal, enum, money, query_id, timestamp
 from portal.api.paging import PageArgs, cursor_page, page_schema
 from portal.api.problems import refusal
 from portal.domain import DomainError
@@ -75,7 +75,7 @@ class PaymentFilterArgs(PageArgs):
                          metadata={"description": "Variable symbol or customer number (exact), payer or message (part)."})
     state = enum(PaymentState)
     source = enum(PaymentSource)
-    customer_id = ma.fields.Integer(strict=True, validate=ma.validate.Range(1, 2**31 - 1))
+    customer_id = query_id()
     received_from = ma.fields.Date()
     received_to = ma.fields.Date()
 
