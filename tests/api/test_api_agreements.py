@@ -9,7 +9,14 @@ from sqlalchemy import select
 
 from portal.domain import agreements as rules
 from portal.domain.actors import Actor
-from portal.models import Agreement, AgreementState, AgreementType, AuditEntry, ServiceState, StoredDocument
+from portal.models import (
+    Agreement,
+    AgreementState,
+    AgreementType,
+    AuditEntry,
+    ServiceState,
+    StoredDocument,
+)
 from tests.api.conftest import problem_fields
 from tests.factories import CustomerFactory, CustomerServiceFactory, LocationFactory
 
