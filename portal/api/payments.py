@@ -24,6 +24,7 @@ from portal.api.fields import Schema, decimal, enum, money, query_id, timestamp
 from portal.api.paging import PageArgs, cursor_page, page_schema
 from portal.api.problems import refusal
 from portal.domain import DomainError
+from portal.domain.acceptance import local_date
 from portal.domain.payments import STAFF_QUEUE_STATES, InvalidPayment, record_payment
 from portal.extensions import db
 from portal.models import (
@@ -83,7 +84,9 @@ class PaymentFilterArgs(PageArgs):
 class PaymentCreateSchema(Schema):
     amount = decimal(required=True, metadata={"description": "Greater than zero, at most two decimals."})
     currency = enum(Currency, required=True)
-    received_on = ma.fields.Date(required=True, metadata={"description": "The day the money was received."})
+    received_on = ma.fields.Date(metadata={"description": "The day the money was received."})
+    received_at = timestamp(metadata={"description": "Or the moment (with its zone): its day in the portal's "
+                                                     "time zone counts. received_on wins when both are sent."})
     source = ma.fields.Enum(PaymentSource, by_value=True, load_default=PaymentSource.BANK_IMPORT,
                             validate=ma.validate.OneOf([PaymentSource.BANK_IMPORT, PaymentSource.CARD]),
                             metadata={"description": "bank_import: a bank's transaction (a later statement "
@@ -135,6 +138,13 @@ def _filtered(stmt, q="", state=None, source=None, customer_id=None, received_fr
     return stmt
 
 
+def _received_on(body: dict):
+    """A payment is recorded by day (the portal's local day, as a bank statement books it)."""
+    if body.get("received_on") is not None:
+        return body["received_on"]
+    return local_date(body["received_at"]) if body.get("received_at") is not None else None
+
+
 @blp.route("")
 @requires("payments.write")
 @blp.arguments(PaymentFilterArgs, location="query", as_kwargs=True)
@@ -172,7 +182,7 @@ def create_payment(body: dict):
         abort(403)  # as the statement import: the variable symbol may point at any customer
     try:
         payment = record_payment(
-            db.session, amount=body["amount"], currency=body["currency"], received_on=body["received_on"],
+            db.session, amount=body["amount"], currency=body["currency"], received_on=_received_on(body),
             actor=api_actor(), source=body["source"], variable_symbol=body.get("variable_symbol"),
             constant_symbol=body.get("constant_symbol"), specific_symbol=body.get("specific_symbol"),
             counterparty_account=body.get("counterparty_account"), counterparty_name=body.get("counterparty_name"),

@@ -110,6 +110,12 @@ def test_create_pairs_like_a_statement_line(db, api):
     assert entry.entity_id == body["id"] and entry.via.startswith("API token")
 
 
+def test_received_at_counts_by_its_local_day(db, api):
+    body = {k: v for k, v in _body().items() if k != "received_on"}
+    response = api.post("/api/v1/payments", json={**body, "received_at": "2025-01-31T23:30:00+00:00"})
+    assert response.status_code == 201 and response.get_json()["received_on"] == "2025-02-01"  # Prague
+
+
 def test_create_unidentified_waits_for_staff(db, api):
     response = api.post("/api/v1/payments", json=_body(variable_symbol="123", source="card", bank_reference="GW-9"))
     assert response.status_code == 201
@@ -130,6 +136,7 @@ def test_a_bank_reference_already_recorded_is_refused(db, api):
 def test_create_refusals_name_the_field(db, api):
     for body, field in ((_body(amount="0"), "amount"), (_body(amount="1.005"), "amount"), (_body(amount="abc"), "amount"),
                         (_body(currency="USD"), "currency"), (_body(received_on="today"), "received_on"),
+                        (_body(received_at="2025-01-01T10:00:00"), "received_at"),
                         (_body(variable_symbol="12ab"), "variable_symbol"), (_body(source="manual"), "source"),
                         (_body(constant_symbol="12345"), "constant_symbol"), (_body(colour="red"), "colour"),
                         ({"amount": "5", "currency": "CZK"}, "received_on")):
