@@ -10,11 +10,15 @@ from flask_smorest.spec.plugins import integerconverter2paramschema
 from werkzeug.exceptions import UnprocessableEntity
 
 from portal.api import (
+    agreements,
+    billing_runs,
     catalogue,
     customer_details,
     customers,
     dunning,
+    invoices,
     locations,
+    payments,
     reference,
     requests,
     services,
@@ -31,7 +35,8 @@ from portal.web.problems import PROBLEM_TYPE
 
 # Each resource module has one flask-smorest Blueprint.
 RESOURCES = (customers.blp, locations.blp, customer_details.blp, customer_details.groups_blp, services.blp,
-             catalogue.blp, usage.blp, dunning.blp, requests.blp)
+             catalogue.blp, agreements.blp, agreements.types_blp, invoices.blp, invoices.credit_notes_blp,
+             billing_runs.blp, payments.blp, usage.blp, dunning.blp, requests.blp)
 API_PREFIX = "/api/v1"
 
 

@@ -198,7 +198,7 @@ class UnblockSchema(ActionSchema):
     credit_blocked_days = ma.fields.Boolean(metadata={"description": "Credit the blocked days (default false)."})
 
 
-class CancelSchema(ActionSchema):
+class ServiceCancelSchema(ActionSchema):
     effective_on = ma.fields.Date(allow_none=True, validate=_sane_date, metadata={
         "description": "Default: the earliest possible end. A future date schedules the cancellation."})
     waive_notice = ma.fields.Boolean(metadata={
@@ -333,7 +333,7 @@ def unblock_service(body: dict, service_id: int):
 
 @blp.route("/services/<int:service_id>/cancel", methods=["POST"])
 @requires("services.lifecycle")
-@blp.arguments(CancelSchema)
+@blp.arguments(ServiceCancelSchema)
 @blp.response(200, ServiceSchema)
 def cancel_service(body: dict, service_id: int):
     """Cancel a service (service.cancelled; a future date schedules it)."""

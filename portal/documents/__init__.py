@@ -9,11 +9,14 @@ What a view or a job calls:
     send_document(doc) -> Response                           ETag/304, attachment, private cache
     render_statement(customer, statement) -> bytes           an account statement (not stored)
     send_pdf(data, file_name) -> Response                    for on-demand PDFs like statements
+    embedded_xml(pdf) -> bytes | None                        the Factur-X XML a stored invoice PDF carries
+    send_xml(data, file_name) -> Response                    that XML as a download
     supplier_snapshot(partner) -> dict                       what billing copies into Invoice.supplier
     supplier_identity(partner, snapshot) -> dict             the supplier e-mails, PDFs and pages show
     customer_supplier(customer, snapshot) -> dict            the same, for a customer's location
     invoice_supplier(invoice) -> dict                        the same, for an invoice (its snapshot first)
 """
+from .cii import embedded_xml
 from .data import customer_supplier, invoice_supplier, supplier_identity, supplier_snapshot
 from .render import DocumentError, ResourceRefused
 from .service import (
@@ -30,7 +33,7 @@ from .service import (
     verify,
 )
 from .storage import DocumentMissing, DocumentTampered
-from .web import send_document, send_pdf
+from .web import send_document, send_pdf, send_xml
 
 __all__ = [
     "KINDS",
@@ -41,6 +44,7 @@ __all__ = [
     "ResourceRefused",
     "customer_supplier",
     "document_for",
+    "embedded_xml",
     "invoice_supplier",
     "kind_for",
     "latest_document",
@@ -50,6 +54,7 @@ __all__ = [
     "render_statement",
     "send_document",
     "send_pdf",
+    "send_xml",
     "statement_file_name",
     "supplier_identity",
     "supplier_snapshot",

@@ -12,7 +12,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from facturx.facturx import FACTURX_LEVEL2xsd
+from facturx.facturx import FACTURX_LEVEL2xsd, get_facturx_xml_from_pdf
 from lxml import etree
 
 RSM = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
@@ -268,3 +268,10 @@ def xmp_extension(level: str, document_type: str = "INVOICE") -> bytes:
         f"<pdfaSchema:property><rdf:Seq>{props}</rdf:Seq></pdfaSchema:property>"
         "</rdf:li></rdf:Bag></pdfaExtension:schemas></rdf:Description>"
     ).encode()
+
+
+def embedded_xml(pdf: bytes) -> bytes | None:
+    """The Factur-X XML embedded in a stored invoice PDF (None when it carries none): served as
+    it was embedded, so a reader of the XML sees exactly what the PDF holds."""
+    _name, xml = get_facturx_xml_from_pdf(pdf, check_xsd=False)
+    return xml or None

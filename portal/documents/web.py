@@ -48,3 +48,12 @@ def send_pdf(data: bytes, file_name: str, *, inline: bool = False) -> Response:
     resp.headers["Cache-Control"] = "private, no-store"
     resp.headers["X-Content-Type-Options"] = "nosniff"
     return resp
+
+
+def send_xml(data: bytes, file_name: str) -> Response:
+    """A response for XML taken from a stored document (its PDF's hash is the ETag)."""
+    resp = Response(data, mimetype="application/xml")
+    resp.headers["Content-Disposition"] = _disposition(file_name, False)
+    resp.headers["Cache-Control"] = "private, no-cache"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    return resp

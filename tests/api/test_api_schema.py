@@ -20,11 +20,17 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy import text
 
 from portal import create_app
+from portal.domain import agreements
+from portal.domain.payments import record_payment
 from portal.models import (
     ActorType,
     AddressKind,
+    AgreementType,
+    BillingRun,
+    BillingRunState,
     CaseState,
     Customer,
     CustomerAddress,
@@ -48,6 +54,7 @@ from portal.models import (
     UsageTracker,
 )
 from portal.models.base import utcnow
+from tests.domain.payments_fixtures import SYSTEM, make_credit_note, make_invoice
 from tests.factories import (
     ContactFactory,
     CustomerFactory,
@@ -74,8 +81,8 @@ def _operation_labels() -> list[str]:
 def fuzz_token(db, operator, make_token):
     """Rows the generated ids can find (ids start at 1 in clean tables), and a token for them."""
     location = LocationFactory()
-    for _ in range(3):
-        CustomerServiceFactory(customer=CustomerFactory(location=location))
+    services = [CustomerServiceFactory(customer=CustomerFactory(location=location)) for _ in range(3)]
+    _seed_billing(db, services[0])
     _seed_usage(db, location)
     _seed_services_and_details(db)
     _seed_dunning_and_requests(db)
@@ -132,6 +139,30 @@ def _seed_dunning_and_requests(db) -> None:
     db.flush()
     db.add(RequestComment(request_id=request.id, author_type=ActorType.CUSTOMER, author_id=customer.id,
                           author_name=customer.display_name, body="It is slow after 8 pm."))
+
+
+def _seed_billing(db, service) -> None:
+    """Id 1 of every billing resource: an issued agreement (its PDF stored) and its type, a
+    credit note (id 1) of an invoice (id 2) — credit notes are invoices, so the invoice takes
+    the id after it —, a paired payment and a finished billing run."""
+    customer = service.customer
+    atype = AgreementType(name="Standard", code="SA", number_format="{year}/{seq:05d}", template="standard.html",
+                          valid_from=date(2020, 1, 1))
+    db.add(atype)
+    db.flush()
+    agreement = agreements.create_agreement(db, atype, customer, [service], actor=SYSTEM)
+    agreements.issue_agreement(db, agreement, actor=SYSTEM)
+    invoice = make_invoice(customer, "1210.00", id=2)
+    make_credit_note(invoice, "121.00", id=1)
+    if db.get_bind().dialect.name == "postgresql":  # ids given by hand leave the sequence behind
+        db.execute(text("SELECT setval(pg_get_serial_sequence('invoice', 'id'), (SELECT max(id) FROM invoice))"))
+    record_payment(db, amount="500.00", currency="CZK", received_on=date(2025, 1, 10), actor=SYSTEM,
+                   variable_symbol=invoice.variable_symbol, bank_reference="SEED-1")
+    db.add(BillingRun(period_start=date(2025, 1, 1), period_end=date(2025, 1, 31), issue_date=date(2025, 2, 1),
+                      state=BillingRunState.DONE, started_by_type=SYSTEM.type, started_by_name="seed",
+                      started_at=utcnow(), finished_at=utcnow(), totals_by_currency={
+                          "CZK": {"net": "1000.00", "vat": "210.00", "gross": "1210.00", "invoices": 1}}))
+    db.flush()
 
 
 @pytest.mark.parametrize("label", _operation_labels())

@@ -44,6 +44,7 @@ def make_invoice(
     corrects: Invoice | None = None,
     reason: str = "",
     number: str | None = None,
+    id: int | None = None,  # noqa: A002 — a chosen id (seeds that tests address by id)
 ) -> Invoice:
     """An issued invoice (or credit note, gross < 0, correcting `corrects`) with one line
     and one VAT row whose amounts add up to the totals."""
@@ -54,6 +55,7 @@ def make_invoice(
     issue_date = issue_date or due_date - timedelta(days=14)
     number = number or f"{issue_date.year}{seq:06d}"
     invoice = Invoice(
+        id=id,
         customer_id=customer.id,
         location_id=customer.location_id,
         type=type,
@@ -87,11 +89,12 @@ def make_invoice(
     return invoice
 
 
-def make_credit_note(invoice: Invoice, gross, *, issue_date: date | None = None, reason: str = "Outage") -> Invoice:
+def make_credit_note(invoice: Invoice, gross, *, issue_date: date | None = None, reason: str = "Outage",
+                     id: int | None = None) -> Invoice:  # noqa: A002
     return make_invoice(
         invoice.customer, -abs(money(gross)), due_date=issue_date or invoice.due_date,
         issue_date=issue_date or invoice.issue_date, type=InvoiceType.CREDIT_NOTE, corrects=invoice,
-        currency=invoice.currency, reason=reason,
+        currency=invoice.currency, reason=reason, id=id,
     )
 
 
