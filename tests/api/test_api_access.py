@@ -2,8 +2,10 @@
 operator, a missing right, another location; and that a token never exceeds its operator."""
 from __future__ import annotations
 
+import warnings
 from datetime import timedelta
 
+from portal import create_app
 from portal.domain.actors import Actor
 from portal.domain.api_tokens import revoke_token
 from portal.models import ApiToken, AuditEntry
@@ -152,6 +154,14 @@ def test_openapi_document_is_public_and_valid(make_api):
     document = response.get_json()
     assert document["openapi"] == "3.1.0"
     validate(document)
+
+
+def test_every_schema_has_a_name_of_its_own():
+    """apispec renames a second schema of the same name with only a warning: the document's
+    components would then be named by registration order."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Multiple schemas resolved")
+        create_app({"TESTING": True, "DATABASE_URL": "sqlite://"}).test_client().get("/api/v1/openapi.json")
 
 
 def test_reference_page_lists_operations_without_javascript(make_api):
