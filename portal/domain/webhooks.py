@@ -8,6 +8,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask_babel import gettext as _
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from portal.domain import DomainError
@@ -112,6 +113,8 @@ def delete_endpoint(session: Session, actor: Actor, endpoint: WebhookEndpoint) -
     """The endpoint and its deliveries go; the events stay for the other endpoints."""
     record(session, actor, "webhook_endpoint.deleted", "webhook_endpoint", endpoint.id,
            {k: [v, None] for k, v in _values(endpoint).items()})
+    # Not left to ON DELETE CASCADE: SQLite enforces it only with its foreign keys switched on.
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id))
     session.delete(endpoint)
     session.flush()
 
