@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, bindparam, exists, select, update
 from sqlalchemy.orm import Session, aliased, selectinload
 from standardwebhooks import Webhook
 
@@ -295,27 +295,34 @@ def _claim(session: Session, ids: list[int], now: datetime) -> list[WebhookDeliv
     ))
 
 
-def _record(delivery: WebhookDelivery, outcome: _Outcome, now: datetime, result: PassResult) -> None:
+def _result_row(delivery: WebhookDelivery, outcome: _Outcome, now: datetime, result: PassResult) -> dict:
+    """The delivery's columns after `outcome` (every row has every key: one executemany)."""
+    row = {"b_id": delivery.id, "state": delivery.state, "attempts": delivery.attempts,
+           "next_attempt_at": now, "last_attempt_at": delivery.last_attempt_at,
+           "last_status_code": delivery.last_status_code, "last_error": delivery.last_error,
+           "delivered_at": delivery.delivered_at, "updated_at": now}
     if not outcome.attempted:
-        delivery.next_attempt_at = now  # not tried: due again, in its turn
-        result.deferred += 1
-        return
-    delivery.attempts += 1
-    delivery.last_attempt_at = now
-    delivery.last_status_code = outcome.status
-    delivery.last_error = outcome.error[:300]
+        result.deferred += 1  # not tried: due again, in its turn
+        return row
+    attempts = delivery.attempts + 1
+    row.update(attempts=attempts, last_attempt_at=now, last_status_code=outcome.status,
+               last_error=outcome.error[:300])
     if outcome.ok:
-        delivery.state = DeliveryState.DELIVERED
-        delivery.delivered_at = now
-        delivery.next_attempt_at = None
+        row.update(state=DeliveryState.DELIVERED, delivered_at=now, next_attempt_at=None)
         result.delivered += 1
     elif now >= delivery.give_up_at:
-        delivery.state = DeliveryState.FAILED
-        delivery.next_attempt_at = None
+        row.update(state=DeliveryState.FAILED, next_attempt_at=None)
         result.failed += 1
     else:
-        delivery.next_attempt_at = min(now + backoff(delivery.attempts), delivery.give_up_at)
+        row.update(next_attempt_at=min(now + backoff(attempts), delivery.give_up_at))
         result.retrying += 1
+    return row
+
+
+_table = WebhookDelivery.__table__
+_WRITE_RESULT = (update(_table).where(_table.c.id == bindparam("b_id"))
+                 .values({c: bindparam(c) for c in ("state", "attempts", "next_attempt_at", "last_attempt_at",
+                                                    "last_status_code", "last_error", "delivered_at", "updated_at")}))
 
 
 def deliver_batch(session: Session, settings: Settings, deadline: float, skip_endpoints: set[int],
@@ -339,8 +346,8 @@ def deliver_batch(session: Session, settings: Settings, deadline: float, skip_en
             if outcome.attempted and not outcome.ok:
                 skip_endpoints.add(endpoint_id)  # down: not tried again in this pass
     now = utcnow()
-    for d in deliveries:
-        _record(d, outcomes.get(d.id, _Outcome(d.id, attempted=False)), now, result)
+    rows = [_result_row(d, outcomes.get(d.id, _Outcome(d.id, attempted=False)), now, result) for d in deliveries]
+    session.connection().execute(_WRITE_RESULT, rows)
     session.commit()
     return len(deliveries)
 
