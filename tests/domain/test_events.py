@@ -12,7 +12,9 @@ from portal.domain import lifecycle as lc
 from portal.domain import webhooks as rules
 from portal.domain.actors import Actor
 from portal.domain.audit import record
-from portal.models import AuditEntry, ServiceState, WebhookEvent
+from portal.domain.billing import run_billing
+from portal.models import AuditEntry, Invoice, ServiceState, WebhookEvent
+from tests.domain.billing_fixtures import world_fixture  # noqa: F401
 from tests.domain.lifecycle_fixtures import service
 from tests.factories import CustomerFactory
 
@@ -150,3 +152,15 @@ def test_event_types_are_checked(db):
     assert err.value.field == "event_types"
     with pytest.raises(rules.DomainError):
         rules.create_endpoint(db, SYSTEM, url="https://x.example/", description="", event_types=[])
+
+
+def test_a_billing_run_emits_invoice_issued_for_each_invoice(db, world):
+    for _ in range(3):
+        world.service()
+    db.commit()
+    run_billing(db, "2026-11", actor=SYSTEM, issue_date=date(2026, 12, 1))
+    issued = list(db.scalars(select(Invoice).order_by(Invoice.id)))
+    assert len(issued) == 3
+    got = [(e.type, e.subject, e.payload["data"]["customer_id"], e.payload["data"]["changes"]["number"][1])
+           for e in _events(db) if e.type == "invoice.issued"]
+    assert got == [("invoice.issued", f"invoice:{i.id}", i.customer_id, i.number) for i in issued]

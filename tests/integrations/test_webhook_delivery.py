@@ -297,3 +297,17 @@ def test_the_cli_runs_a_pass(app, db, receiver):
     assert out.exit_code == 0, out.output
     assert "1 delivered" in out.output
     assert len(receiver.requests) == 1
+
+
+def test_the_job_queue_runs_a_pass_every_minute(app, db, receiver, monkeypatch):
+    from datetime import datetime
+
+    from portal.jobs import get_queue
+
+    huey = get_queue(app).huey
+    due = [t for t in huey.read_periodic(datetime(2026, 12, 4, 10, 17)) if t.name == "webhooks_deliver"]
+    assert len(due) == 1
+    _endpoint(db, receiver.url)
+    _block(db, _active_service(db))
+    due[0].execute()  # what the consumer does when the minute comes
+    assert len(receiver.requests) == 1
