@@ -11,7 +11,8 @@ bulk without an audit entry each, and emits `invoice.issued` in bulk the same wa
 
 The payload is thin — what happened to which object — and a receiver that needs more asks
 the API: {"type", "timestamp", "data": {"id", "object", "customer_id", "changes"}}. Events
-about a customer's personal data (customer.*, request.*) name the changed fields only."""
+about a customer's personal data (customer.*, request.*) name the changed fields only, and
+no payload carries an e-mail address or text somebody typed (a reason, a note)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -54,6 +55,9 @@ EVENT_TYPES: tuple[str, ...] = tuple(sorted({*AUDIT_EVENTS.values(), INVOICE_ISS
 
 # Their payload says which fields changed, not what they hold (personal data).
 _FIELDS_ONLY = ("customer.", "request.")
+# Left out of every payload: addresses and free text people typed (the audit log keeps them).
+_PRIVATE = frozenset({"emailed_to", "to", "email", "user_agent", "login_id", "note", "reason", "message",
+                      "counterparty_name", "counterparty_account"})
 
 
 def payload(event_type: str, at: datetime, object_type: str, object_id: int | None,
@@ -63,7 +67,7 @@ def payload(event_type: str, at: datetime, object_type: str, object_id: int | No
         if event_type.startswith(_FIELDS_ONLY):
             data["fields"] = sorted(changes)
         else:
-            data["changes"] = changes
+            data["changes"] = {k: v for k, v in changes.items() if k not in _PRIVATE}
     return {"type": event_type, "timestamp": at.isoformat(timespec="seconds").replace("+00:00", "Z"),
             "data": data}
 

@@ -164,3 +164,15 @@ def test_a_billing_run_emits_invoice_issued_for_each_invoice(db, world):
     got = [(e.type, e.subject, e.payload["data"]["customer_id"], e.payload["data"]["changes"]["number"][1])
            for e in _events(db) if e.type == "invoice.issued"]
     assert got == [("invoice.issued", f"invoice:{i.id}", i.customer_id, i.number) for i in issued]
+
+
+def test_payloads_carry_no_addresses_or_typed_text(db):
+    svc = service(state=ServiceState.ACTIVE)
+    db.commit()
+    lc.block(db, svc, actor=SYSTEM, on=TODAY, reason="the customer told us he moved to Brno", today=TODAY)
+    record(db, SYSTEM, "dunning.reminder_issued", "reminder", 7, {"level": [None, 1], "emailed_to": "a@example.com"},
+           customer_id=svc.customer_id)
+    db.commit()
+    blocked, reminded = _events(db)
+    assert "Brno" not in str(blocked.payload) and "reason" not in blocked.payload["data"]["changes"]
+    assert reminded.type == "reminder.issued" and reminded.payload["data"]["changes"] == {"level": [None, 1]}
