@@ -112,6 +112,7 @@ class DefaultConfig:
     WEBHOOKS_CONNECT_TIMEOUT = 3.0
     WEBHOOKS_READ_TIMEOUT = 10.0
     WEBHOOKS_PASS_SECONDS = 50.0
+    WEBHOOKS_KEEP_DAYS = 30  # delivered and failed deliveries, with their events, then pruned
 
     # Absolute links in e-mails sent outside a request (CLI, jobs).
     BASE_URL = "http://127.0.0.1:5000"

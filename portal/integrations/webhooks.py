@@ -20,7 +20,7 @@ A pass (`run_pass`, from the periodic job or `flask webhooks deliver`):
 Nobody waits for an endpoint but this pass: connect and read have short timeouts; an endpoint
 that fails is left alone for the rest of the pass (its other deliveries keep their turn);
 every endpoint's share of a batch is bounded in time; the pass stops claiming work when its
-time budget is spent."""
+time budget is spent. Events older than WEBHOOKS_KEEP_DAYS go with their finished deliveries."""
 from __future__ import annotations
 
 import base64
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, bindparam, exists, select, update
+from sqlalchemy import and_, bindparam, delete, exists, select, update
 from sqlalchemy.orm import Session, aliased, selectinload
 from standardwebhooks import Webhook
 
@@ -64,6 +64,7 @@ class Settings:
     endpoint_seconds: float = 5.0  # one endpoint's share of a batch
     batch: int = 200
     threads: int = 8
+    keep: timedelta = timedelta(days=30)  # delivered and failed history, then pruned
 
     @classmethod
     def from_config(cls, config) -> Settings:
@@ -71,6 +72,7 @@ class Settings:
             connect_timeout=float(config.get("WEBHOOKS_CONNECT_TIMEOUT", 3.0)),
             read_timeout=float(config.get("WEBHOOKS_READ_TIMEOUT", 10.0)),
             budget_seconds=float(config.get("WEBHOOKS_PASS_SECONDS", 50.0)),
+            keep=timedelta(days=int(config.get("WEBHOOKS_KEEP_DAYS", 30))),
         )
 
 
@@ -81,6 +83,7 @@ class PassResult:
     retrying: int = 0
     failed: int = 0
     deferred: int = 0
+    pruned: int = 0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -98,6 +101,27 @@ def backoff(attempts: int) -> timedelta:
 
 
 # --------------------------------------------------------------------------------- fan-out
+
+def prune(session: Session, keep: timedelta, now: datetime | None = None, chunk: int = 5000) -> int:
+    """Forget events older than `keep` with their finished deliveries (a pending one keeps
+    its event); commits. Returns how many events went."""
+    cutoff = (now or utcnow()) - keep
+    pruned = 0
+    while True:
+        ids = list(session.scalars(
+            select(WebhookEvent.id).where(WebhookEvent.created_at < cutoff, WebhookEvent.dispatched_at.is_not(None),
+                                          ~exists().where(WebhookDelivery.event_id == WebhookEvent.id,
+                                                          WebhookDelivery.state == DeliveryState.PENDING))
+            .order_by(WebhookEvent.id).limit(chunk)))
+        if not ids:
+            return pruned
+        session.execute(delete(WebhookDelivery).where(WebhookDelivery.event_id.in_(ids)))
+        session.execute(delete(WebhookEvent).where(WebhookEvent.id.in_(ids)))
+        session.commit()
+        pruned += len(ids)
+        if len(ids) < chunk:
+            return pruned
+
 
 def dispatch(session: Session, now: datetime | None = None, limit: int = 500) -> int:
     """Make the deliveries of up to `limit` undispatched events; commits. Returns how many
@@ -252,7 +276,9 @@ def _send_group(messages: list[_Message], settings: Settings, deadline: float) -
                 status = conn.post(target, msg.headers, msg.body)
                 outcome = _Outcome(msg.delivery_id, attempted=True, status=status,
                                    error="" if 200 <= status < 300 else f"HTTP {status}")
-            except (OSError, http.client.HTTPException) as exc:
+            except Exception as exc:  # noqa: BLE001 — whatever the endpoint does, it is this delivery's failure
+                if not isinstance(exc, OSError | http.client.HTTPException):
+                    log.warning("webhook delivery %s failed unexpectedly", msg.delivery_id, exc_info=True)
                 outcome = _Outcome(msg.delivery_id, attempted=True, error=_describe(exc))
             outcomes.append(outcome)
             if not outcome.ok:
@@ -358,6 +384,7 @@ def run_pass(session: Session, settings: Settings | None = None) -> PassResult:
     deadline = time.monotonic() + settings.budget_seconds
     result = PassResult()
     skip: set[int] = set()
+    result.pruned = prune(session, settings.keep)
     with ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="webhooks") as pool:
         while time.monotonic() < deadline:
             dispatched = dispatch(session)

@@ -311,3 +311,19 @@ def test_the_job_queue_runs_a_pass_every_minute(app, db, receiver, monkeypatch):
     _block(db, _active_service(db))
     due[0].execute()  # what the consumer does when the minute comes
     assert len(receiver.requests) == 1
+
+
+def test_old_finished_history_is_pruned_pending_kept(db, receiver):
+    _endpoint(db, receiver.url)
+    for _ in range(3):
+        _block(db, _active_service(db))
+    receiver.statuses = [200, 200, 500]
+    delivery.run_pass(db, FAST)
+    states = sorted(d.state for d in _deliveries(db))
+    assert DeliveryState.PENDING in states and DeliveryState.DELIVERED in states
+    db.execute(WebhookEvent.__table__.update().values(created_at=utcnow() - timedelta(days=31)))
+    db.commit()
+    assert delivery.prune(db, timedelta(days=30)) == 2
+    db.expire_all()
+    assert [d.state for d in _deliveries(db)] == [DeliveryState.PENDING]
+    assert len(list(db.scalars(select(WebhookEvent)))) == 1
