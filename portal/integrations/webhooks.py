@@ -297,19 +297,21 @@ def _due(session: Session, now: datetime, limit: int, skip_endpoints: set[int]) 
         earlier.endpoint_id == WebhookDelivery.endpoint_id, earlier.subject == WebhookDelivery.subject,
         earlier.state == DeliveryState.PENDING, earlier.event_id < WebhookDelivery.event_id))
     stmt = (select(WebhookDelivery.id)
-            .where(WebhookDelivery.state == DeliveryState.PENDING, WebhookDelivery.next_attempt_at <= now, ~blocked)
+            .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+            .where(WebhookDelivery.state == DeliveryState.PENDING, WebhookDelivery.next_attempt_at <= now, ~blocked,
+                   WebhookEndpoint.active.is_(True))  # an inactive endpoint's deliveries wait
             .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(limit))
     if skip_endpoints:
         stmt = stmt.where(WebhookDelivery.endpoint_id.not_in(skip_endpoints))
     return list(session.scalars(stmt))
 
 
-def _claim(session: Session, ids: list[int], now: datetime) -> list[WebhookDelivery]:
+def _claim(session: Session, ids: list[int], now: datetime, until: datetime) -> list[WebhookDelivery]:
     claimed = list(session.scalars(
         update(WebhookDelivery)
         .where(WebhookDelivery.id.in_(ids), WebhookDelivery.state == DeliveryState.PENDING,
                WebhookDelivery.next_attempt_at <= now)
-        .values(next_attempt_at=now + CLAIM_FOR).returning(WebhookDelivery.id)
+        .values(next_attempt_at=until).returning(WebhookDelivery.id)
     ))
     session.commit()
     if not claimed:
@@ -323,7 +325,7 @@ def _claim(session: Session, ids: list[int], now: datetime) -> list[WebhookDeliv
 
 def _result_row(delivery: WebhookDelivery, outcome: _Outcome, now: datetime, result: PassResult) -> dict:
     """The delivery's columns after `outcome` (every row has every key: one executemany)."""
-    row = {"b_id": delivery.id, "state": delivery.state, "attempts": delivery.attempts,
+    row = {"b_id": delivery.id, "b_claimed": delivery.next_attempt_at, "state": delivery.state, "attempts": delivery.attempts,
            "next_attempt_at": now, "last_attempt_at": delivery.last_attempt_at,
            "last_status_code": delivery.last_status_code, "last_error": delivery.last_error,
            "delivered_at": delivery.delivered_at, "updated_at": now}
@@ -346,7 +348,8 @@ def _result_row(delivery: WebhookDelivery, outcome: _Outcome, now: datetime, res
 
 
 _table = WebhookDelivery.__table__
-_WRITE_RESULT = (update(_table).where(_table.c.id == bindparam("b_id"))
+# Only while the claim holds: a replay meanwhile (a new next try) is not overwritten.
+_WRITE_RESULT = (update(_table).where(_table.c.id == bindparam("b_id"), _table.c.next_attempt_at == bindparam("b_claimed"))
                  .values({c: bindparam(c) for c in ("state", "attempts", "next_attempt_at", "last_attempt_at",
                                                     "last_status_code", "last_error", "delivered_at", "updated_at")}))
 
@@ -355,7 +358,7 @@ def deliver_batch(session: Session, settings: Settings, deadline: float, skip_en
                   result: PassResult, pool: ThreadPoolExecutor) -> int:
     """Claim, send and record one batch of due deliveries; commits. Returns how many were claimed."""
     now = utcnow()
-    deliveries = _claim(session, _due(session, now, settings.batch, skip_endpoints), now)
+    deliveries = _claim(session, _due(session, now, settings.batch, skip_endpoints), now, now + CLAIM_FOR)
     if not deliveries:
         return 0
     sent_at = utcnow()

@@ -39,7 +39,7 @@ class EndpointForm(FlaskForm):
     event_types = MultiCheckboxField(_l("Event types"), choices=choices([(t, t) for t in EVENT_TYPES]),
                                      validate_choice=False)
     active = BooleanField(_l("Active"), default=True,
-                          description=_l("An inactive endpoint gets no new deliveries."))
+                          description=_l("Nothing is sent to an inactive endpoint; its pending deliveries wait."))
 
 
 def _allow_http() -> bool:

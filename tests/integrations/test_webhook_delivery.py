@@ -327,3 +327,35 @@ def test_old_finished_history_is_pruned_pending_kept(db, receiver):
     db.expire_all()
     assert [d.state for d in _deliveries(db)] == [DeliveryState.PENDING]
     assert len(list(db.scalars(select(WebhookEvent)))) == 1
+
+
+def test_an_inactive_endpoints_deliveries_wait(db, receiver):
+    endpoint = _endpoint(db, receiver.url)
+    _block(db, _active_service(db))
+    delivery.dispatch(db)
+    endpoint.active = False
+    db.commit()
+    assert delivery.run_pass(db, FAST).delivered == 0 and receiver.requests == []
+    endpoint.active = True
+    db.commit()
+    assert delivery.run_pass(db, FAST).delivered == 1
+
+
+def test_a_replay_during_the_send_is_not_overwritten(db, receiver, monkeypatch):
+    _endpoint(db, receiver.url)
+    _block(db, _active_service(db))
+    delivery.dispatch(db)
+    real, engine = delivery._send_group, db.get_bind()
+
+    def send_then_replay(messages, settings, deadline):
+        outcomes = real(messages, settings, deadline)
+        with engine.begin() as conn:  # staff pressed Replay while the answer was on its way
+            conn.execute(WebhookDelivery.__table__.update().values(next_attempt_at=utcnow(), state="pending"))
+        return outcomes
+
+    monkeypatch.setattr(delivery, "_send_group", send_then_replay)
+    result = delivery.deliver_batch(db, FAST, float("inf"), set(), delivery.PassResult(),
+                                    delivery.ThreadPoolExecutor(max_workers=1))
+    assert result == 1
+    [d] = _deliveries(db)
+    assert d.state == DeliveryState.PENDING  # the replay stands
