@@ -34,7 +34,8 @@ its lease and progress), `enqueueing` (`enqueue`, `run_here`), `interrupted` (re
 `progress` (what pages show), `rows` (the job row's own short transactions), `params` (JSON),
 `uploads`, and the portal's handlers: `handlers` (shared helpers, ping), `billing`, `dunning`,
 `statements`, `documents`; and `webhooks`, the periodic delivery pass (registered with
-`@periodic`, run by the consumer's scheduler). Importing the package registers every handler; import names from it.
+`@periodic`, run by the consumer's scheduler). Importing the package registers every handler;
+import names from it.
 """
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ from portal.jobs.registry import (
     JobError,
     UnknownJobKind,
     job_handler,
+    periodic,
     registered_kinds,
     unregister_handler,
 )
@@ -108,6 +110,7 @@ __all__ = [
     "is_resumable",
     "job_handler",
     "lease_seconds",
+    "periodic",
     "ping",
     "progress_of",
     "read_upload",
