@@ -69,6 +69,7 @@ class JobQueue:
                 execute_job(job_id, self)
 
         self.run_job = self.huey.task(name="run_job")(run_job)
+        self._periodic = {}
         for item in _PERIODIC.values():
             self._schedule(item)
 
@@ -87,7 +88,19 @@ class JobQueue:
             except TaskLockedException:
                 log.info("periodic %s: still running elsewhere, skipped", name)
 
-        self.huey.periodic_task(item.schedule, name=name)(run_periodic)
+        self._periodic[name] = self.huey.periodic_task(item.schedule, name=name)(run_periodic)
+
+    def run_periodic_soon(self, name: str) -> bool:
+        """Queue a periodic task's work now rather than at its next turn (a consumer picks it
+        up within a second). Not on an immediate queue: it would run inside the request."""
+        if self.immediate or name not in self._periodic:
+            return False
+        try:
+            self._periodic[name]()
+        except Exception:  # the periodic run comes anyway; never fail the caller for this
+            log.warning("periodic %s: could not be queued now", name, exc_info=True)
+            return False
+        return True
 
     @property
     def immediate(self) -> bool:

@@ -17,6 +17,7 @@ from portal.domain import DomainError
 from portal.domain import webhooks as rules
 from portal.domain.events import EVENT_TYPES
 from portal.extensions import db
+from portal.jobs import get_queue
 from portal.models import DeliveryState, WebhookDelivery, WebhookEndpoint
 from portal.models.base import utcnow
 from portal.staff import bp
@@ -150,6 +151,10 @@ def webhook_replay(endpoint_id: int, delivery_id: int):
     if not EmptyForm().validate():
         abort(400)
     page = url_for("staff.webhook_detail", endpoint_id=endpoint_id)
+
+    def done(_delivery):
+        get_queue().run_periodic_soon("webhooks_deliver")  # a pass now, not at the next minute
+        return saved(_("The delivery will be sent again within a minute."), page)
+
     return carry_out(lambda: rules.replay_delivery(db.session, operator_actor(), delivery),
-                     refused=lambda exc: refused(exc, page),
-                     done=lambda _r: saved(_("The delivery will be sent again within a minute."), page))
+                     refused=lambda exc: refused(exc, page), done=done)

@@ -359,3 +359,13 @@ def test_a_replay_during_the_send_is_not_overwritten(db, receiver, monkeypatch):
     assert result == 1
     [d] = _deliveries(db)
     assert d.state == DeliveryState.PENDING  # the replay stands
+
+
+def test_a_pass_can_be_queued_now_but_not_inline(app, tmp_path):
+    from portal.jobs import JobQueue, get_queue
+
+    assert get_queue(app).run_periodic_soon("webhooks_deliver") is False  # memory://: would run in the request
+    queue = JobQueue(app, url=f"sqlite:///{tmp_path / 'jobs.db'}", name="webhooks-test")
+    assert queue.run_periodic_soon("webhooks_deliver") is True
+    assert queue.huey.pending_count() == 1
+    assert queue.run_periodic_soon("no_such_task") is False
