@@ -53,6 +53,8 @@ BACKOFF_BASE = 30.0  # seconds before the first retry
 BACKOFF_CAP = 3600.0
 CLAIM_FOR = timedelta(minutes=5)  # a claimed delivery is retried after this if its pass died
 USER_AGENT = "portal-webhooks/1"
+PRUNE_EVERY = 3600.0  # seconds: the history is pruned hourly, not at every pass
+_last_prune: float | None = None  # in this process
 RESPONSE_READ_LIMIT = 64 * 1024
 
 
@@ -387,7 +389,10 @@ def run_pass(session: Session, settings: Settings | None = None) -> PassResult:
     deadline = time.monotonic() + settings.budget_seconds
     result = PassResult()
     skip: set[int] = set()
-    result.pruned = prune(session, settings.keep)
+    global _last_prune
+    if _last_prune is None or time.monotonic() - _last_prune >= PRUNE_EVERY:
+        result.pruned = prune(session, settings.keep)
+        _last_prune = time.monotonic()
     with ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="webhooks") as pool:
         while time.monotonic() < deadline:
             dispatched = dispatch(session)
