@@ -105,6 +105,15 @@ class DefaultConfig:
     API_PAGE_SIZE = 50
     API_MAX_PAGE_SIZE = 500
 
+    # Webhooks: endpoints must be https://, except http:// on loopback when this is True
+    # (tests, a receiver on the same machine). Timeouts per request; a delivery pass (every
+    # minute on the job consumer) stops claiming work after WEBHOOKS_PASS_SECONDS.
+    WEBHOOKS_ALLOW_HTTP_LOOPBACK = False
+    WEBHOOKS_CONNECT_TIMEOUT = 3.0
+    WEBHOOKS_READ_TIMEOUT = 10.0
+    WEBHOOKS_PASS_SECONDS = 50.0
+    WEBHOOKS_KEEP_DAYS = 30  # delivered and failed deliveries, with their events, then pruned
+
     # Absolute links in e-mails sent outside a request (CLI, jobs).
     BASE_URL = "http://127.0.0.1:5000"
 
@@ -114,6 +123,7 @@ class TestingConfig(DefaultConfig):
     TESTING = True
     SECRET_KEY = "testing-secret-key"
     RATELIMIT_ENABLED = True
+    WEBHOOKS_ALLOW_HTTP_LOOPBACK = True  # the tests' receivers listen on 127.0.0.1
 
 
 def _coerce(raw: str, default: object) -> object:

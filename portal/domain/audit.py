@@ -1,4 +1,5 @@
-"""The audit log is written by the rule that made the change, in the same transaction."""
+"""The audit log is written by the rule that made the change, in the same transaction; so is
+the webhook event the change announces (portal/domain/events.py), if any."""
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -8,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from portal.domain import events
 from portal.domain.actors import Actor
 from portal.models import AuditEntry
 from portal.models.base import utcnow
@@ -53,4 +55,5 @@ def record(session: Session, actor: Actor, action: str, entity_type: str, entity
         via=actor.via,
     )
     session.add(entry)
+    events.from_audit(session, action, entity_type, entity_id, customer_id, entry.changes)
     return entry

@@ -33,7 +33,9 @@ The package: `registry` (kinds, handlers, JobContext, errors), `worker` (the hue
 its lease and progress), `enqueueing` (`enqueue`, `run_here`), `interrupted` (reaping, resuming),
 `progress` (what pages show), `rows` (the job row's own short transactions), `params` (JSON),
 `uploads`, and the portal's handlers: `handlers` (shared helpers, ping), `billing`, `dunning`,
-`statements`, `documents`. Importing the package registers every handler; import names from it.
+`statements`, `documents`; and `webhooks`, the periodic delivery pass (registered with
+`@periodic`, run by the consumer's scheduler). Importing the package registers every handler;
+import names from it.
 """
 from __future__ import annotations
 
@@ -51,12 +53,14 @@ from portal.jobs.registry import (
     JobError,
     UnknownJobKind,
     job_handler,
+    periodic,
     registered_kinds,
     unregister_handler,
 )
 from portal.jobs.rows import _write_progress_row
 from portal.jobs.statements import enqueue_statement_import, statement_import
 from portal.jobs.uploads import read_upload, save_upload, uploads_dir
+from portal.jobs.webhooks import deliver_webhooks
 from portal.jobs.worker import (
     DEFAULT_QUEUE_NAME,
     ERROR_MAX_LENGTH,
@@ -91,6 +95,7 @@ __all__ = [
     "actor_to_params",
     "agreement_acceptance",
     "billing_run",
+    "deliver_webhooks",
     "describe_error",
     "domain_function",
     "dunning_run",
@@ -105,6 +110,7 @@ __all__ = [
     "is_resumable",
     "job_handler",
     "lease_seconds",
+    "periodic",
     "ping",
     "progress_of",
     "read_upload",

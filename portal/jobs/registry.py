@@ -74,3 +74,29 @@ def registered_kinds() -> list[str]:
 
 def _qualified(fn: Callable) -> str:
     return f"{fn.__module__}.{fn.__qualname__}"
+
+
+# --- periodic tasks ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """Work huey's consumer runs on a schedule, in an app context, without a job row (a row a
+    minute would bury the jobs people asked for). `fn(app)`."""
+
+    name: str
+    schedule: Callable  # huey.crontab(...)
+    fn: Callable
+
+
+_PERIODIC: dict[str, Periodic] = {}
+
+
+def periodic(name: str, schedule: Callable) -> Callable[[Callable], Callable]:
+    """Register `fn(app)` to run on `schedule` (huey's crontab) on every app's queue."""
+
+    def register(fn: Callable) -> Callable:
+        _PERIODIC[name] = Periodic(name, schedule, fn)
+        return fn
+
+    return register

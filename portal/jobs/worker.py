@@ -15,12 +15,13 @@ from pathlib import Path
 from flask import Flask, current_app
 from flask_babel import force_locale
 from huey import MemoryHuey, RedisHuey, SqliteHuey, signals
+from huey.exceptions import TaskLockedException
 from sqlalchemy import update
 
 from portal.domain import DomainError
 from portal.extensions import db
 from portal.jobs.params import actor_from_params, to_json_safe
-from portal.jobs.registry import _HANDLERS, JobContext, JobError
+from portal.jobs.registry import _HANDLERS, _PERIODIC, JobContext, JobError
 from portal.jobs.rows import _fail_billing_run_of, _write_progress_row, _write_row
 from portal.models import Job, JobState
 
@@ -68,10 +69,38 @@ class JobQueue:
                 execute_job(job_id, self)
 
         self.run_job = self.huey.task(name="run_job")(run_job)
+        self._periodic = {}
+        for item in _PERIODIC.values():
+            self._schedule(item)
 
         interrupted = getattr(signals, "SIGNAL_INTERRUPTED", None)
         if interrupted:  # huey ≥ 3: a consumer stopped with jobs in flight
             self.huey.signal(interrupted)(self._interrupted)
+
+    def _schedule(self, item) -> None:
+        app, name = self.app, item.name
+
+        def run_periodic() -> None:
+            # One at a time across consumers: each consumer's scheduler enqueues it.
+            try:
+                with self.huey.lock_task(f"periodic:{name}"), app.app_context():
+                    item.fn(app)
+            except TaskLockedException:
+                log.info("periodic %s: still running elsewhere, skipped", name)
+
+        self._periodic[name] = self.huey.periodic_task(item.schedule, name=name)(run_periodic)
+
+    def run_periodic_soon(self, name: str) -> bool:
+        """Queue a periodic task's work now rather than at its next turn (a consumer picks it
+        up within a second). Not on an immediate queue: it would run inside the request."""
+        if self.immediate or name not in self._periodic:
+            return False
+        try:
+            self._periodic[name]()
+        except Exception:  # the periodic run comes anyway; never fail the caller for this
+            log.warning("periodic %s: could not be queued now", name, exc_info=True)
+            return False
+        return True
 
     @property
     def immediate(self) -> bool:

@@ -89,3 +89,4 @@ from .services import (  # noqa: F401
     UsageReading,
     UsageTracker,
 )
+from .webhooks import DeliveryState, WebhookDelivery, WebhookEndpoint, WebhookEvent  # noqa: F401

@@ -50,6 +50,7 @@ RIGHTS: dict[str, str] = {
     "operators.admin": "Manage operators and roles",
     "audit.read": "Read and export the audit log",
     "customers.impersonate": "View selfcare as a customer (read-only)",
+    "integrations.admin": "Manage webhook endpoints and see their deliveries",
 }
 
 

@@ -19,4 +19,5 @@ from portal.staff import (  # noqa: E402,F401
     requests,
     services,
     views,
+    webhooks,
 )

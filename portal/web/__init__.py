@@ -151,7 +151,7 @@ STATE_LABELS = {
     "resolved": N_("Resolved"), "closed": N_("Closed"), "unmatched": N_("Unmatched"),
     "partial": N_("Partially paid"), "matched": N_("Matched"), "overpaid": N_("Overpaid"), "reversed": N_("Reversed"),
     "running": N_("Running"), "done": N_("Done"), "failed": N_("Failed"), "pending": N_("Pending"),
-    "queued": N_("Queued"), "sent": N_("Sent"), "suspended": N_("Suspended"),
+    "queued": N_("Queued"), "sent": N_("Sent"), "suspended": N_("Suspended"), "delivered": N_("Delivered"),
 }
 
 

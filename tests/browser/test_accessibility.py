@@ -39,6 +39,8 @@ from portal.models import (
     ServiceDefinition,
     ServiceGroup,
     ServiceState,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 pytestmark = pytest.mark.browser
@@ -131,6 +133,10 @@ STAFF_PAGES = [
     ("/staff/operators/roles/{role}", True),
     ("/staff/audit", True),
     ("/staff/audit/{audit_entry}", True),
+    ("/staff/webhooks", True),
+    ("/staff/webhooks/new", True),
+    ("/staff/webhooks/{webhook_endpoint}", True),
+    ("/staff/webhooks/{webhook_endpoint}/delete", True),
     ("/staff/security", True),
     ("/staff/api-tokens", True),
     ("/staff/api-tokens/new", True),
@@ -164,8 +170,25 @@ WIDE_ELEMENTS = """() => { const out = [];
 @pytest.fixture
 def demo(db):
     load_demo_data(db, customers=12, seed=7, today=date.today(), months=6)
+    _webhook_endpoint(db)
     db.commit()
     return _ids(db)
+
+
+def _webhook_endpoint(db):
+    """The demo has no endpoint (it would send to nowhere): one here, with the demo's events
+    as its deliveries, some of them failed."""
+    from portal.domain import webhooks
+    from portal.domain.actors import Actor
+    from portal.domain.events import EVENT_TYPES
+    from portal.integrations.webhooks import dispatch
+
+    webhooks.create_endpoint(db, Actor.system("test"), url="https://hooks.example.com/portal", description="CRM",
+                             event_types=list(EVENT_TYPES))
+    db.commit()
+    dispatch(db)
+    for delivery in db.scalars(select(WebhookDelivery).limit(5)):
+        delivery.state, delivery.attempts, delivery.last_status_code, delivery.last_error = "failed", 30, 500, "HTTP 500"
 
 
 def _first(db, stmt):
@@ -204,6 +227,7 @@ def _ids(db) -> dict:
         "operator": _first(db, select(Operator.id).where(Operator.email == DEMO_OPERATOR_EMAIL)),
         "role": _first(db, select(Role.id)),
         "audit_entry": _first(db, select(AuditEntry.id).order_by(AuditEntry.id.desc())),
+        "webhook_endpoint": _first(db, select(WebhookEndpoint.id)),
     }
     return ids
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, insert, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from portal.domain import audit
+from portal.domain import audit, events
 from portal.domain.actors import Actor
 from portal.domain.billing.charges import ChargeDraft, _Catalog
 from portal.domain.billing.errors import BillingRunRefused, NoBillingPlan, VariableSymbolClash
@@ -150,6 +150,7 @@ def _issue(session: Session, drafts: list[_InvoiceDraft], catalog: _Catalog, *, 
             _invoice.c.series == series, _invoice.c.year == year,
             _invoice.c.sequence.between(min(seqs), max(seqs)))).all())
     invoice_ids = [by_number[r["number"]] for r in rows]
+    events.invoices_issued(session, [(i, r["customer_id"], r["number"]) for i, r in zip(invoice_ids, rows, strict=True)])
 
     line_rows, vat_rows, charge_ids = [], [], []
     for invoice_id, d in zip(invoice_ids, drafts_in_order(numbered), strict=True):
