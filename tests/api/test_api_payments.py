@@ -9,9 +9,10 @@ from datetime import date
 from sqlalchemy import select
 
 from portal.domain.payments import record_payment
-from portal.models import AuditEntry, Payment, PaymentSource, PaymentState
+from portal.models import AuditEntry, Payment, PaymentSource, PaymentState, ServiceState
 from tests.api.conftest import problem_fields
 from tests.domain.payments_fixtures import SYSTEM, make_invoice
+from tests.domain.test_settlement import blocked_customer
 from tests.factories import CustomerFactory, LocationFactory
 
 
@@ -168,3 +169,17 @@ def test_list_costs_bounded_statements(db, api, count_queries):
     with count_queries() as large:
         api.get("/api/v1/payments?limit=12")
     assert large.count == small.count
+
+
+def test_a_payment_that_settles_a_blocked_debt_unblocks_at_once(db, api, outbox):
+    """The API is one more way of paying: the settlement hook unblocks as the request commits,
+    and the audit trail names the token."""
+    customer, svc, inv, _email = blocked_customer(db)
+    response = api.post("/api/v1/payments", json=_body(amount=str(inv.gross_total),
+                                                       variable_symbol=inv.variable_symbol,
+                                                       received_on=date.today().isoformat()))
+    assert response.status_code == 201 and response.get_json()["state"] == "matched"
+    db.expire_all()
+    assert db.get(type(svc), svc.id).state == ServiceState.ACTIVE
+    closed = db.scalar(select(AuditEntry).where(AuditEntry.action == "dunning.case_closed"))
+    assert closed.via.startswith("API token ")
