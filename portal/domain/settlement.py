@@ -75,9 +75,14 @@ def _unblock_paid(session: Session) -> None:
     session.info.pop(PAID_CUSTOMERS, None)  # what unblocking itself paid needs no second pass
 
 
+def _forget_paid(session: Session) -> None:
+    session.info.pop(PAID_CUSTOMERS, None)  # what was rolled back paid nothing
+
+
 def install_paid_unblocking() -> bool:
     """Process-wide on every ORM session, like the invoice guard; create_app calls it."""
     if event.contains(Session, "before_commit", _unblock_paid):
         return False
     event.listen(Session, "before_commit", _unblock_paid)
+    event.listen(Session, "after_rollback", _forget_paid)
     return True

@@ -100,3 +100,14 @@ def test_a_statement_line_that_pays_unblocks(db, outbox):
     db.commit()
     db.refresh(svc)
     assert svc.state == ServiceState.ACTIVE and case_of(db, customer).state == CaseState.CLOSED
+
+
+def test_a_payment_rolled_back_leaves_nothing_to_unblock(db):
+    customer, svc, inv, _ = blocked_customer(db)
+    pay_rules.record_payment(db, amount=inv.gross_total, currency=inv.currency, received_on=date.today(),
+                             actor=CLERK, customer=customer, variable_symbol=inv.variable_symbol)
+    db.rollback()
+    assert "portal.paid_customers" not in db.info
+    db.commit()
+    db.refresh(svc)
+    assert svc.state == ServiceState.BLOCKED
