@@ -380,7 +380,7 @@ def _issue_reminder(session: Session, case: DebtRecoveryCase, customer: Customer
     case.level = level.level
     sent = _send(session, customer, to, _l("Payment reminder"), "reminder", reminder=reminder, level=level,
                  invoices=overdue, amount_due=amount_due, currency=currency.value, days_overdue=days,
-                 pay_link=pay_url(reminder))
+                 pay_link=pay_url(reminder, renew_on=on))
     if sent:
         reminder.sent_at = utcnow()
     record(session, actor, "dunning.reminder_issued", "reminder", reminder.id,

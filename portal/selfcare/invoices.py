@@ -124,9 +124,9 @@ def invoice_detail(invoice_id: int):
     corrects = None
     if invoice.corrects_id is not None:
         corrects = db.session.scalar(corrects_stmt, {"invoice_id": invoice.corrects_id, "customer_id": current_customer_id()})
-    # The invoice's pay link (the one its e-mail and PDF carry), to open or pass on to
-    # whoever pays; only while something is due.
-    token = pay_token(invoice) if invoice.amount_due > 0 else None
+    # The invoice's pay link (the one its e-mail and PDF carry, or a fresh one when that has
+    # expired), to open or pass on to whoever pays; only while something is due.
+    token = pay_token(invoice, renew_on=date.today()) if invoice.amount_due > 0 else None
     return render("selfcare/invoice_detail.html", invoice=invoice, lines=lines, vat=vat, allocations=allocations,
                   corrects=corrects, supplier=invoice_supplier(invoice), today=date.today(), qr=invoice_payment_qr(invoice),
                   pay_link=url_for("selfcare.pay", token=token) if token else None)

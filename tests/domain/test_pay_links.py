@@ -131,3 +131,14 @@ def test_a_provider_adds_its_button_only_when_something_is_due(app, db, provider
     inv.paid_amount = inv.gross_total
     db.flush()
     assert _open(app, db, inv).options == []
+
+
+def test_a_link_made_after_it_would_have_expired_is_made_afresh(app, db):
+    """An e-mail or page made today never hands out a dead link; without a day the link is the
+    row's own (what a stored PDF prints)."""
+    inv = make_invoice()  # due 2026-02-15: its own link works until 2026-05-16
+    assert pay_token(inv, renew_on=date(2026, 5, 16)) == pay_token(inv)
+    renewed = pay_token(inv, renew_on=date(2026, 9, 1))
+    assert renewed != pay_token(inv)
+    page = open_pay_link(db, app.config, renewed, today=date(2026, 9, 1))
+    assert page.expires_on == date(2026, 11, 30) and page.total_due == inv.gross_total

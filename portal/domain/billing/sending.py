@@ -1,6 +1,8 @@
 """Sending an invoice or credit note by e-mail with its PDF (`send_invoice`)."""
 from __future__ import annotations
 
+from datetime import date
+
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy.orm import Session
@@ -40,7 +42,7 @@ def send_invoice(session: Session, invoice: Invoice, *, actor: Actor, to: str | 
                    else _("Invoice %(number)s", number=invoice.number))
         row = send_email(to, subject, "invoice", customer_id=customer.id,
                          attachments=[(doc.file_name, "application/pdf", data)], invoice=invoice, customer=customer,
-                         pay_link=pay_url(invoice))
+                         pay_link=pay_url(invoice, renew_on=date.today()))
     audit.record(session, actor, "invoice.sent", "invoice", invoice.id,
                  {"invoice": invoice.number, "to": to, "email_id": row.id, "state": row.state,
                   "document_sha256": doc.sha256}, customer_id=customer.id)
