@@ -48,6 +48,8 @@ class DefaultConfig:
     LOGIN_FAILURE_ALERT_INTERVAL = timedelta(hours=24)
     # /cancel is open to anyone: limit how often one address may ask for cancellation links.
     CANCEL_LIMIT_PER_IP = "10 per hour"
+    # /pay/<token> is open to anyone holding a link: limit how fast one address may try tokens.
+    PAY_LINK_LIMIT_PER_IP = "30 per minute;300 per hour"
     # The largest request body (bank statements are the largest uploads): more is a 413.
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024
     RATELIMIT_HEADERS_ENABLED = False
@@ -62,6 +64,11 @@ class DefaultConfig:
     MAIL_OUTBOX_DIR: str | None = None  # default: instance/outbox
 
     PASSWORD_RESET_MAX_AGE = timedelta(hours=1)
+    # A pay link works until this many days after its invoice's due date (its reminder's
+    # pay-by date): long enough to outlive the dunning ladder, since the link printed on a
+    # stored PDF cannot be renewed. The expiry is inside each link, so changing this changes
+    # only links made afterwards.
+    PAY_LINK_DAYS = 90
 
     # Money and the supplier printed on documents (the partner record wins when present).
     DEFAULT_CURRENCY = "CZK"

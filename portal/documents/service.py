@@ -27,10 +27,12 @@ from decimal import Decimal
 from typing import Any
 
 import jinja2
+from flask import has_app_context
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from weasyprint import Attachment
 
+from portal.links import pay_url
 from portal.models import (
     Agreement,
     AgreementState,
@@ -50,9 +52,9 @@ from .render import N_, DocumentError
 # Bump a family's version whenever its template or stylesheet changes what is printed; the
 # stored documents record which version made them.
 TEMPLATE_VERSIONS = {
-    "invoice": "invoice-2",
+    "invoice": "invoice-3",
     "agreement": "agreement-2",
-    "reminder": "reminder-2",
+    "reminder": "reminder-3",
     "cancellation": "cancellation-2",
     "statement": "statement-2",
 }
@@ -120,17 +122,20 @@ def _invoice_qr(d: dict[str, Any]) -> dict[str, str] | None:
     return {"payload": payload, "svg": svg, "label": t(QR_LABELS["CZK" if d["currency"] == "CZK" else "EUR"])}
 
 
-def invoice_pdf(d: dict[str, Any]) -> tuple[bytes, bytes, str]:
+def invoice_pdf(d: dict[str, Any], pay_link: str | None = None) -> tuple[bytes, bytes, str]:
     """(PDF/A-3b bytes, Factur-X XML, level) for an invoice dict, printed in d["language"]
     (English for dicts without one). The XML is validated against the official schema
-    before it is embedded; it is machine data and the same in every language."""
+    before it is embedded; it is machine data and the same in every language. `pay_link`,
+    when given, is printed under the payment details."""
     xml, level = cii.invoice_xml(d)
     cii.validate(xml, level)
     language = d.get("language")
     t = _gettext(language)
     label = f"{t(d['title'])} {d['number']}"
     html = render.render_html(
-        "invoice.html", {"invoice": d, "supplier": d["supplier"], "qr": _invoice_qr(d), "doc_label": label}, language,
+        "invoice.html",
+        {"invoice": d, "supplier": d["supplier"], "qr": _invoice_qr(d), "doc_label": label, "pay_link": pay_link},
+        language,
     )
     attachment = Attachment(
         string=xml, name=cii.FILE_NAME, description="Factur-X / ZUGFeRD invoice data",
@@ -146,8 +151,17 @@ def invoice_pdf(d: dict[str, Any]) -> tuple[bytes, bytes, str]:
 _INVOICE_FILE_PREFIX = {"invoice": "invoice", "advance": "advance-invoice", "credit_note": "credit-note"}
 
 
+def _pay_link(owner: Invoice | Reminder) -> str | None:
+    """The owner's pay link, derived at render time and kept out of the source dict: it is a
+    function of the row's id and due (pay-by) date and the secret, the same whenever it is
+    made, so the stored PDF prints the link its e-mail and selfcare show. It expires
+    PAY_LINK_DAYS after that date (config), which outlives the dunning of the row; after
+    that the page says to log in. Outside an app (no BASE_URL, no secret) nothing is printed."""
+    return pay_url(owner) if has_app_context() else None
+
+
 def _render_invoice(invoice: Invoice, d: dict[str, Any]) -> Rendered:
-    pdf, _, _ = invoice_pdf(d)
+    pdf, _, _ = invoice_pdf(d, _pay_link(invoice))
     name = f"{_INVOICE_FILE_PREFIX[d['type']]}-{_ascii_slug(d['number'])}.pdf"
     return Rendered(pdf, d, name, TEMPLATE_VERSIONS["invoice"])
 
@@ -178,7 +192,9 @@ def _render_reminder(reminder: Reminder, d: dict[str, Any]) -> Rendered:
     qr_ctx = {"payload": found[0], "svg": found[1], "label": t(QR_LABEL_REMINDER)} if found else None
     label = t(LABEL_REMINDER, level=d["level"], number=d["customer"]["number"], date=render._date(d["issued_on"]))
     html = render.render_html(
-        "reminder.html", {"reminder": d, "supplier": d["supplier"], "qr": qr_ctx, "doc_label": label}, language,
+        "reminder.html",
+        {"reminder": d, "supplier": d["supplier"], "qr": qr_ctx, "doc_label": label, "pay_link": _pay_link(reminder)},
+        language,
     )
     pdf = render.render_pdf(html, title=label, language=language)
     name = f"reminder-{d['level']}-{_ascii_slug(d['customer']['number'])}-{d['issued_on']}.pdf"

@@ -64,6 +64,7 @@ from portal.domain.overdue import (  # re-exported: moved to overdue
     services_blocked_by,
 )
 from portal.domain.recipients import billing_email
+from portal.links import pay_url
 from portal.mail import send_email
 from portal.models import (
     ActorType,
@@ -378,7 +379,8 @@ def _issue_reminder(session: Session, case: DebtRecoveryCase, customer: Customer
     before = case.level
     case.level = level.level
     sent = _send(session, customer, to, _l("Payment reminder"), "reminder", reminder=reminder, level=level,
-                 invoices=overdue, amount_due=amount_due, currency=currency.value, days_overdue=days)
+                 invoices=overdue, amount_due=amount_due, currency=currency.value, days_overdue=days,
+                 pay_link=pay_url(reminder, renew_on=on))
     if sent:
         reminder.sent_at = utcnow()
     record(session, actor, "dunning.reminder_issued", "reminder", reminder.id,

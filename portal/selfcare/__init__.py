@@ -9,6 +9,7 @@ from portal.selfcare import (  # noqa: E402,F401
     agreements,
     invoices,
     overview,
+    pay,
     profile,
     requests,
     services,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from functools import cache
 
-from flask import request
+from flask import request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import bindparam, select
@@ -24,6 +24,7 @@ from portal.documents.qr import payment_qr
 from portal.domain.balance import customer_statement, describe_entry
 from portal.domain.overview import open_invoices_query
 from portal.extensions import db
+from portal.links import pay_token
 from portal.models import Invoice, InvoiceLine, InvoiceType, InvoiceVat, Payment, PaymentAllocation
 from portal.selfcare import bp
 from portal.selfcare.common import PER_PAGE, current_customer_id
@@ -123,8 +124,12 @@ def invoice_detail(invoice_id: int):
     corrects = None
     if invoice.corrects_id is not None:
         corrects = db.session.scalar(corrects_stmt, {"invoice_id": invoice.corrects_id, "customer_id": current_customer_id()})
+    # The invoice's pay link (the one its e-mail and PDF carry, or a fresh one when that has
+    # expired), to open or pass on to whoever pays; only while something is due.
+    token = pay_token(invoice, renew_on=date.today()) if invoice.amount_due > 0 else None
     return render("selfcare/invoice_detail.html", invoice=invoice, lines=lines, vat=vat, allocations=allocations,
-                  corrects=corrects, supplier=invoice_supplier(invoice), today=date.today(), qr=invoice_payment_qr(invoice))
+                  corrects=corrects, supplier=invoice_supplier(invoice), today=date.today(), qr=invoice_payment_qr(invoice),
+                  pay_link=url_for("selfcare.pay", token=token) if token else None)
 
 
 # ---------------------------------------------------------------------------------- statement

@@ -40,7 +40,7 @@ def test_stored_file_hashes_to_its_sha256(db, app):
     assert doc.size == len(raw)
     assert doc.storage_key == f"invoice/2026/{invoice.id}-v1-{doc.sha256[:12]}.pdf"
     assert doc.customer_id == invoice.customer_id
-    assert doc.template_version == "invoice-2"
+    assert doc.template_version == "invoice-3"
     assert len(doc.source_hash) == 64
     assert read_document(doc) == raw
     assert read_document(doc) == raw  # stable on every read

@@ -28,6 +28,7 @@ ARGUMENTS = {"service_id": "service", "agreement_id": "agreement", "invoice_id":
 # GET routes that take no customer data, with the reason.
 NOT_CUSTOMER_DATA = {
     "selfcare.cancel_link": "a one-time token from an e-mail, for a visitor who is not logged in",
+    "selfcare.pay": "a signed pay link for a visitor who is not logged in (tests/selfcare/test_pay_page.py counts it)",
 }
 # Further views of the same routes (filters and previews).
 VARIANTS = [

@@ -1,6 +1,8 @@
 """Sending an invoice or credit note by e-mail with its PDF (`send_invoice`)."""
 from __future__ import annotations
 
+from datetime import date
+
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy.orm import Session
@@ -10,6 +12,7 @@ from portal.domain import audit
 from portal.domain.actors import Actor
 from portal.domain.billing.errors import InvoiceNotSent
 from portal.domain.recipients import billing_email
+from portal.links import pay_url
 from portal.mail import send_email
 from portal.models import (
     Invoice,
@@ -38,7 +41,8 @@ def send_invoice(session: Session, invoice: Invoice, *, actor: Actor, to: str | 
         subject = (_("Credit note %(number)s", number=invoice.number) if invoice.type == InvoiceType.CREDIT_NOTE
                    else _("Invoice %(number)s", number=invoice.number))
         row = send_email(to, subject, "invoice", customer_id=customer.id,
-                         attachments=[(doc.file_name, "application/pdf", data)], invoice=invoice, customer=customer)
+                         attachments=[(doc.file_name, "application/pdf", data)], invoice=invoice, customer=customer,
+                         pay_link=pay_url(invoice, renew_on=date.today()))
     audit.record(session, actor, "invoice.sent", "invoice", invoice.id,
                  {"invoice": invoice.number, "to": to, "email_id": row.id, "state": row.state,
                   "document_sha256": doc.sha256}, customer_id=customer.id)
