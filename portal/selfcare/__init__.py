@@ -13,4 +13,5 @@ from portal.selfcare import (  # noqa: E402,F401
     profile,
     requests,
     services,
+    users,
 )
