@@ -103,6 +103,8 @@ class DefaultConfig:
     OPERATOR_TOTP_EXEMPT = ["operator@example.com"]
     # How long the e-mailed link of a new operator (created without a password) stays valid.
     OPERATOR_INVITATION_MAX_AGE = timedelta(days=3)
+    # How long a selfcare invitation link (staff or the account owner invites a login) stays valid.
+    CUSTOMER_INVITATION_MAX_AGE = timedelta(days=7)
 
     PAGE_SIZE = 25
 

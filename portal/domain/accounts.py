@@ -147,6 +147,8 @@ def set_password(session: Session, principal, new_password: str, actor: Actor | 
         raise DomainError(problem, field="password")
     principal.password_hash = hash_password(new_password)
     principal.failed_logins = 0
+    if isinstance(principal, CustomerLogin) and principal.invited_at is not None and principal.activated_at is None:
+        principal.activated_at = utcnow()  # an invitee who chose a password by "forgot password" is in too
     end_all_sessions(principal)  # bumps session_version: every old cookie dies
     spend_reset_tokens(session, principal)  # a link asked for before the change dies too
     is_op = isinstance(principal, Operator)

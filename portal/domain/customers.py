@@ -66,6 +66,7 @@ from portal.models import (
     CustomerService,
     Delivery,
     Invoice,
+    LoginRole,
     ServiceState,
 )
 from portal.models.base import ZERO, search_key
@@ -450,13 +451,16 @@ SERVICE_STATES = [s.value for s in ServiceState]
 # ---------------------------------------------------------------------------------- view as customer
 
 def impersonation_login(session: Session, customer: Customer) -> CustomerLogin | None:
-    """The selfcare login staff view the customer through: the oldest active one."""
+    """The selfcare login staff view the customer through: the oldest active owner, else the
+    oldest active login."""
     return session.scalar(_IMPERSONATION_LOGIN, {"customer_id": customer.id})
 
 
+# An owner first (staff see every page); never a pending invitation.
 _IMPERSONATION_LOGIN = (select(CustomerLogin)
-                        .where(CustomerLogin.customer_id == bindparam("customer_id"), CustomerLogin.active.is_(True))
-                        .order_by(CustomerLogin.id).limit(1))
+                        .where(CustomerLogin.customer_id == bindparam("customer_id"), CustomerLogin.active.is_(True),
+                               CustomerLogin.activated_at.is_not(None) | CustomerLogin.invited_at.is_(None))
+                        .order_by(CustomerLogin.role != LoginRole.OWNER, CustomerLogin.id).limit(1))
 
 
 def start_impersonation(session: Session, actor: Actor, customer: Customer) -> CustomerLogin:

@@ -5,6 +5,8 @@ from .accounts import (  # noqa: F401
     CustomerLogin,
     Face,
     LoginEvent,
+    LoginRole,
+    LoginState,
     OneTimeCode,
     Operator,
     PasswordResetToken,

@@ -54,6 +54,21 @@ RIGHTS: dict[str, str] = {
 }
 
 
+class LoginRole(enum.StrEnum):
+    """What a selfcare login may open: the owner everything; billing the money side
+    (invoices, payments, documents); technical the services and requests."""
+
+    OWNER = "owner"
+    BILLING = "billing"
+    TECHNICAL = "technical"
+
+
+class LoginState(enum.StrEnum):
+    INVITED = "invited"  # the invitation link has not been used yet
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
 class _Principal:
     """What Flask-Login and templates ask of either kind of login."""
 
@@ -83,7 +98,8 @@ class _Principal:
 
 
 class CustomerLogin(_Principal, TimestampMixin, Base):
-    """Selfcare credentials. One login serves one customer now; the table allows more."""
+    """Selfcare credentials. A customer may have several logins, each with a role; an invited
+    login has an unusable password until its invitation link is used."""
 
     __tablename__ = "customer_login"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -102,8 +118,22 @@ class CustomerLogin(_Principal, TimestampMixin, Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     session_version: Mapped[int] = mapped_column(Integer, default=1)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    role: Mapped[LoginRole] = mapped_column(StrEnumType(LoginRole, "login_role"), default=LoginRole.OWNER,
+                                            server_default=LoginRole.OWNER.value)
+    invited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    invited_by: Mapped[str | None] = mapped_column(String(200))  # the inviter as shown; the audit has the id
+    # When the invitee chose a password. None with invited_at set: the invitation is pending.
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     customer: Mapped[Customer] = relationship()
+
+    @property
+    def state(self) -> LoginState:
+        if not self.active:
+            return LoginState.DISABLED
+        if self.invited_at is not None and self.activated_at is None:
+            return LoginState.INVITED
+        return LoginState.ACTIVE
 
     @property
     def is_active(self) -> bool:

@@ -6,6 +6,7 @@ bp = Blueprint("selfcare", __name__)
 
 from portal.selfcare import (  # noqa: E402,F401
     acceptance,
+    access,
     agreements,
     invoices,
     overview,
@@ -13,4 +14,5 @@ from portal.selfcare import (  # noqa: E402,F401
     profile,
     requests,
     services,
+    users,
 )

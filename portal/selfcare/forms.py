@@ -210,3 +210,14 @@ __all__ = [
     "LanguageForm", "NewRequestForm", "NotificationsForm", "PasswordForm",
     "RemoveContactForm",
 ]
+
+
+class InviteUserForm(FlaskForm):
+    """The account owner invites a user of the account."""
+
+    email = StringField(_l("E-mail"), validators=[InputRequired(), Length(max=254)])
+    role = SelectField(_l("Role"), validate_choice=False)
+
+
+class UserRoleForm(FlaskForm):
+    role = SelectField(_l("Role"), validate_choice=False)

@@ -11,6 +11,7 @@ from portal.staff import (  # noqa: E402,F401
     audit,
     billing,
     catalogue,
+    customer_access,
     customer_contacts,
     customers,
     dunning,

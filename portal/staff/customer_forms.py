@@ -11,8 +11,11 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import BooleanField, SelectField, StringField, TextAreaField
+from wtforms.validators import InputRequired, Length
 
 from portal.domain import customers as rules
+from portal.domain import selfcare_logins as login_rules
+from portal.domain.recipients import billing_email
 from portal.extensions import db
 from portal.models import (
     AddressKind,
@@ -23,6 +26,7 @@ from portal.models import (
     CustomerKind,
     Language,
     Location,
+    LoginRole,
 )
 from portal.web.forms import MultiCheckboxField, choices, int_or_none
 from portal.web.htmx import render
@@ -178,3 +182,34 @@ def edit_page(customer, form=None, contact_form=None, address_form=None, status=
                   address_form=address_form or build_address_form(country=customer.country),
                   action_form=ActionForm(), purpose_labels=purpose_labels(), address_labels=address_labels())
 
+
+
+class InviteLoginForm(FlaskForm):
+    """Staff invite a selfcare login: the address and the role."""
+
+    email = StringField(_l("E-mail"), validators=[InputRequired(), Length(max=254)])
+    role = SelectField(_l("Role"), validate_choice=False)
+
+
+class LoginRoleForm(FlaskForm):
+    role = SelectField(_l("Role"), validate_choice=False)
+
+
+def build_invite_form(customer, formdata=None) -> InviteLoginForm:
+    form = InviteLoginForm(formdata=formdata, prefix="invite")
+    form.role.choices = choices([(r.value, str(label)) for r, label in login_rules.role_labels().items()])
+    if formdata is None:
+        form.email.data = billing_email(db.session, customer) or ""
+        form.role.data = LoginRole.OWNER.value
+    return form
+
+
+def selfcare_access_context(customer, invite_form=None) -> dict:
+    """What the customer page's "Selfcare access" section shows: the logins with their state,
+    the invitation form (prefilled with the billing or primary e-mail) and the role choices."""
+    role_form = LoginRoleForm(formdata=None, prefix="login")
+    role_form.role.choices = choices([(r.value, str(label)) for r, label in login_rules.role_labels().items()])
+    return {"logins": login_rules.customer_logins(db.session, customer),
+            "invite_form": invite_form or build_invite_form(customer),
+            "login_role_form": role_form,
+            "login_state_labels": login_rules.state_labels(), "login_role_labels": login_rules.role_labels()}

@@ -41,6 +41,7 @@ from portal.staff.customer_forms import (
     edit_page,
     kind_labels,
     purpose_labels,
+    selfcare_access_context,
 )
 from portal.web.access import in_operator_locations, requires
 from portal.web.actions import carry_out, saved
@@ -286,7 +287,7 @@ def _page_customer_or_404(customer_id, tab: str) -> Customer:
     return customer
 
 
-def _customer_page(customer_id, tab: str):
+def _customer_page(customer_id, tab: str, *, invite_form=None, status: int = 200):
     if tab not in TABS:
         abort(404)
     if tab == "audit" and not current_user.has_right("audit.read"):
@@ -302,6 +303,7 @@ def _customer_page(customer_id, tab: str):
         ctx["address_labels"] = address_labels()
         ctx["kind_labels"] = kind_labels()
         ctx["iban"] = rules.format_iban(customer.iban)
+        ctx.update(selfcare_access_context(customer, invite_form))
     else:
         stmt, header, row = _tab_list(tab, customer.id)
         if wants_csv():
@@ -311,7 +313,7 @@ def _customer_page(customer_id, tab: str):
         ctx["page"] = paginate(stmt, page_number(request.args.get("page")), TAB_PER_PAGE, scalars=tab != "invoices")
         if tab == "invoices":
             ctx["rows"] = [(inv, invoice_due(inv, credited)) for inv, credited in ctx["page"].items]
-    return render("staff/customers/detail.html", block="tab_area", **ctx)
+    return render("staff/customers/detail.html", block="tab_area", status=status, **ctx)
 
 
 @bp.get("/customers/<int:customer_id>")
