@@ -3,16 +3,17 @@ same validated transactions as `portal.domain.statement_formats` (CSV, CAMT.053/
 telling the formats apart by content (never by file name).
 
 Detection, in order: first non-blank character "<" → CAMT.053/.054 (XML); a first record
-"074" → ABO; a ":20:" field (optionally inside a SWIFT "{1:…}{4:" block) with ":25:" → MT940;
-a column header line starting "ID pohybu;" (or "ID operace;") → Fio CSV; a header row with
+"074" → ABO; a ":20:" and a ":25:" field at the start of a line → MT940; a column header
+line with the columns "ID pohybu" (or "ID operace") and "Objem" → Fio CSV; a header row with
 the columns date, amount, currency → the portal's own CSV. Anything else is refused with one
 message naming the formats expected.
 
 ABO/GPC (fixed width, Windows-1250, one record a line, 128 characters; positions 1-based as
 in the banks' documentation):
 
-    074 header:  4–19 our account (prefix 6 + number 10), 20–39 name, 42–47 previous
-                 statement date, … 111–116 date of the statement (DDMMYY)
+    074 header:  4–19 our account (prefix 6 + number 10), 20–39 name, 40–45 previous
+                 statement's date, 46–105 balances and turnovers, 106–108 statement
+                 number, 109–114 date of the statement (DDMMYY)
     075 item:    4–19 our account, 20–35 counter-account, 36–48 document number (the bank's
                  reference), 49–60 amount in hellers, 61 accounting code, 62–71 VS,
                  72–81 "00" + counter-account's bank code (4) + KS (4), 82–91 SS,
@@ -84,10 +85,10 @@ def parse_statement(data: bytes) -> ParsedStatement:
         return parse_camt053(data)
     if head.startswith(b"074"):
         return parse_abo(data)
-    if _MT940_START.match(head[:200]) and b":25:" in head[:2000]:
+    if _MT940_FIELD20.search(head[:4000]) and _MT940_FIELD25.search(head[:8000]):
         return parse_mt940(data)
     text = _decode(data)
-    if _FIO_HEADER.search(text[:5000]):
+    if any(_is_fio_header(line) for line in text[:8000].splitlines()[:40]):
         return parse_fio_csv(text)
     first = next((line for line in text.splitlines() if line.strip()), "")
     if not any(d in first for d in ";,\t"):
@@ -143,16 +144,16 @@ def parse_abo(data: bytes) -> ParsedStatement:
         kind = line[:3]
         if kind == "074":
             seen_header = True
-            if len(line.rstrip()) < 116:
+            if len(line.rstrip()) < 114:
                 raise StatementRejected(_("%(where)s: a 074 record has %(n)d characters; %(length)d expected.",
                                           where=place, n=len(line), length=_ABO_LENGTH))
             account = _local_account(line[3:19])
             if account:
                 parsed.accounts.append(account)
-            found = _abo_date(line[110:116])
+            found = _abo_date(line[108:114])
             if found is False:
                 raise StatementRejected(_("%(where)s: date %(raw)s is not DDMMYY.",
-                                          where=place.at(_("statement date")), raw=repr(line[110:116])))
+                                          where=place.at(_("statement date")), raw=repr(line[108:114])))
             statement_date = found
             last = None
             continue
@@ -207,7 +208,9 @@ def _abo_item(line: str, place: _Place, statement_date: date | None, parsed: Par
                                   where=place.at(_("currency")), raw=repr(currency_field)))
     currency = _check_currency(_ISO_NUMERIC.get(iso, "CZK"), place)
     counterparty = _local_account(line[19:35], line[73:77])
-    vs, ss, ks = _symbol(line[61:71], 10), _symbol(line[81:91], 10), _symbol(line[77:81], 4)
+    # Fixed width pads with zeros; the portal writes symbols without them.
+    vs, ss = _symbol(line[61:71].lstrip("0"), 10), _symbol(line[81:91].lstrip("0"), 10)
+    ks = _symbol(line[77:81], 4)
     name = line[97:117].strip()
     document = line[35:48].strip().lstrip("0")
     if code == "1" or amount <= 0:
@@ -237,7 +240,16 @@ def _abo_item(line: str, place: _Place, statement_date: date | None, parsed: Par
 
 # ---------------------------------------------------------------- Fio CSV
 
-_FIO_HEADER = re.compile(r'^\ufeff?"?ID (pohybu|operace)"?\s*;', re.MULTILINE)
+def _fio_cells(line: str) -> list[str]:
+    return [c.strip().strip('"').strip() for c in line.split(";")]
+
+
+def _is_fio_header(line: str) -> bool:
+    cells = _fio_cells(line.lstrip("\ufeff"))
+    return ("ID pohybu" in cells or "ID operace" in cells) and "Objem" in cells
+
+
+_FIO_ACCOUNT_LINE = re.compile(r'účtu\s+"([^"]+)"')
 _FIO_COLUMNS = {
     "id pohybu": "id", "id operace": "id", "datum": "date", "objem": "amount", "měna": "currency",
     "protiúčet": "account", "název protiúčtu": "name", "kód banky": "bank", "ks": "ks", "vs": "vs",
@@ -261,7 +273,7 @@ def parse_fio_csv(text: str) -> ParsedStatement:
         if not any(cells):
             continue
         if header is None:
-            if cells[0] in ("ID pohybu", "ID operace"):
+            if _is_fio_header(";".join(cells)):
                 header = [_FIO_COLUMNS.get(c.lower(), c.lower()) for c in cells]
                 missing = [c for c, key in (("Datum", "date"), ("Objem", "amount"), ("Měna", "currency"))
                            if key not in header]
@@ -270,8 +282,12 @@ def parse_fio_csv(text: str) -> ParsedStatement:
                                               where=place, missing=", ".join(missing)))
             elif len(cells) >= 2:
                 meta[cells[0]] = cells[1]
+            elif m := _FIO_ACCOUNT_LINE.search(cells[0]):  # internet banking: Výpis … na účtu "…/2010"
+                meta.setdefault("account", m[1])
             continue
         rec = dict(zip(header, cells, strict=False))
+        if rec.get("date") == "Suma":  # internet banking's closing sum line
+            continue
         raw_amount = rec.get("amount", "")
         amount = _check_amount(raw_amount, _parse_amount(raw_amount), place.at("Objem"))
         booked_on = _parse_date(rec.get("date", ""))
@@ -314,6 +330,8 @@ def parse_fio_csv(text: str) -> ParsedStatement:
         raise StatementRejected(_("The Fio CSV has no column header (ID pohybu;Datum;Objem;Měna;…)."))
     if meta.get("iban"):
         parsed.accounts.append(meta["iban"])
+    elif meta.get("account"):
+        parsed.accounts.append(meta["account"])
     elif meta.get("accountId"):
         parsed.accounts.append(f"{meta['accountId']}/{meta.get('bankId', '')}".rstrip("/"))
     return parsed
@@ -321,7 +339,10 @@ def parse_fio_csv(text: str) -> ParsedStatement:
 
 # ---------------------------------------------------------------- MT940
 
-_MT940_START = re.compile(rb"^(\{1:[^\n]*)?\s*(\{4:\s*)?:20:", re.DOTALL)
+# A :20: and a :25: field at a line's start (after a bank's own header lines or a SWIFT {1:…}
+# block): no CSV or ABO line starts so.
+_MT940_FIELD20 = re.compile(rb"(^|[\n{:])\s*:20:", re.MULTILINE)
+_MT940_FIELD25 = re.compile(rb"^:25:", re.MULTILINE)
 _MT940_LINE = re.compile(r"^:61:(\d{6})(\d{4})?(R?[DC])[A-Z]?(\d+,\d*)", re.MULTILINE)
 
 
@@ -382,7 +403,8 @@ def _mt940_entry(d: dict, place: _Place, counter: dict) -> Transaction | Reversa
     bank_ref = (d.get("bank_reference") or "").strip()
     name = (d.get("applicant_name") or "").strip()
     iban = (d.get("applicant_iban") or d.get("gvc_applicant_iban") or "").strip()
-    message = " ".join(t for t in (d.get("purpose"), d.get("additional_purpose"), d.get("posting_text")) if t)
+    message = " ".join(t for t in (d.get("purpose"), d.get("additional_purpose"), d.get("posting_text")) if t) \
+        or " ".join(str(d.get("transaction_details") or "").split())
     if status in ("RC", "RD"):
         refs = {"tx_id": bank_ref, "end_to_end_id": customer, "variable_symbol": vs or ""}
         reference = bank_ref or _derived_reference("mt940-rvsl", [status, booked_on, amount, currency, customer,
