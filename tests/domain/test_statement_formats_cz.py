@@ -38,7 +38,7 @@ def _reversal_outcomes(db, imp) -> list[str]:
 def foreign_samples(app, monkeypatch):
     """The real banks' samples are for their owners' accounts: made ours for the test."""
     monkeypatch.setitem(app.config, "STATEMENT_ACCOUNTS", [
-        "CZ4201000001071234567890", "2600113745/2010", "1234567890/2010", "0001234567",
+        "CZ4201000001071234567890", "2600113745/2010", "0035-2915203-10-000", "1234567890/2010", "0001234567",
         *[f"50880050/{n}" for n in (
             "0194774600888", "0194777100888", "0194778300888", "0194779500888", "0194780100888",
             "0194780101888", "0194781300888", "0194782500888", "0194783700888", "0194784900888",
@@ -226,3 +226,14 @@ def test_camt054_notification_imports_like_a_statement_and_overlaps_with_it(db, 
     later = import_statement(db, "s.xml", read("camt053_sample.xml"), actor=SYSTEM)  # the day's statement
     assert (later.payments_count, later.duplicates_count) == (0, 4)
     assert db.scalar(select(func.count(StatementImport.id))) == 2
+
+
+def test_a_real_camt053_v08_in_a_currency_the_portal_has_not_is_refused_naming_it(db, foreign_samples):
+    data = read("camt053_kedder_v08_chf.xml")  # a Swiss bank's redacted statement
+    with pytest.raises(StatementRejected, match=r"entry 1 \(Ntry/Amt/@Ccy\): currency 'CHF' is not supported"):
+        import_statement(db, "chf.xml", data, actor=SYSTEM)
+    nothing_written(db)
+    imp = import_statement(db, "eur.xml", data.replace(b'Ccy="CHF"', b'Ccy="EUR"'), actor=SYSTEM)
+    payment = db.scalar(select(Payment))
+    assert imp.payments_count == 1 and payment.bank_reference == "A032-J30K20-03-JF021"
+    assert (payment.amount, payment.variable_symbol, payment.counterparty_name) == (D("1284.30"), "9502830971", "PAYEE")
