@@ -405,8 +405,9 @@ def parse_camt053(data: bytes) -> ParsedStatement:
                 raise StatementRejected(_("%(where)s: %(value)s is neither CRDT nor DBIT.",
                                           where=place.at("Ntry/CdtDbtInd"), value=repr(indicator)))
             status = text(ntry, "Sts/Cd") or text(ntry, "Sts")
-            if text(ntry, "RvslInd").lower() in ("true", "1"):
-                # A reversal undoes an earlier booking; it is never a new payment.
+            if text(ntry, "RvslInd").lower() in ("true", "1") or _is_return(ntry, find, text):
+                # A reversal undoes an earlier booking; it is never a new payment. So does a
+                # return (a collected direct debit coming back unpaid, a transfer sent back).
                 if not status or status == "BOOK":
                     parsed.reversals.append(_camt_reversal(where, ntry, indicator, amount, amt_el, find, text))
                 parsed.skipped += 1
@@ -450,6 +451,18 @@ def parse_camt053(data: bytes) -> ParsedStatement:
     return parsed
 
 
+# Bank transaction sub-families of a return: UPDD unpaid direct debit, PRDD a direct debit
+# reversed on the payer's request, RRTN a transfer returned.
+_RETURN_SUBFAMILIES = {"UPDD", "PRDD", "RRTN"}
+
+
+def _is_return(ntry, find, text) -> bool:
+    """An entry returning an earlier one without RvslInd: with return information (TxDtls/
+    RtrInf) or a return's bank transaction code."""
+    return (find(ntry, "NtryDtls/TxDtls/RtrInf") is not None
+            or text(ntry, "BkTxCd/Domn/Fmly/SubFmlyCd") in _RETURN_SUBFAMILIES)
+
+
 def _camt_reversal(where, ntry, indicator, amount, amt_el, find, text) -> Reversal:
     tx = find(ntry, "NtryDtls/TxDtls")
     end_to_end = text(tx, "Refs/EndToEndId") if tx is not None else ""
@@ -459,6 +472,7 @@ def _camt_reversal(where, ntry, indicator, amount, amt_el, find, text) -> Revers
         "entry_ref": text(ntry, "NtryRef"),
         "end_to_end_id": "" if end_to_end.upper() == "NOTPROVIDED" else end_to_end,
         "tx_id": text(tx, "Refs/TxId") if tx is not None else "",
+        "return_reason": (text(tx, "RtrInf/Rsn/Cd") or text(tx, "RtrInf/Rsn/Prtry")) if tx is not None else "",
     }
     creditor_ref = text(tx, "RmtInf/Strd/CdtrRefInf/Ref") if tx is not None else ""
     unstructured = [e.text.strip() for e in tx.iter() if e.tag.endswith("}Ustrd") and e.text] if tx is not None else []

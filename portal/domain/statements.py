@@ -9,7 +9,9 @@ The rules:
   date of the first import.
 - Only credits (incoming money) become payments; debits (and, in CAMT, entries not yet
   booked) are counted and skipped.
-- A CAMT entry marked as a reversal (RvslInd true) is never a new payment. With CRDT it
+- A CAMT entry marked as a reversal (RvslInd true), or returning an earlier one (a collected
+  direct debit returned unpaid, a transfer sent back: TxDtls/RtrInf, or the bank
+  transaction sub-family UPDD, PRDD, RRTN), is never a new payment. With CRDT it
   returns one of our own debits (a bounced refund): it is listed as a returned debit. With
   DBIT it takes back an earlier credit: the original payment is found and reversed
   (`payments.reverse_payment`: what it paid is due again). The original is the bank

@@ -237,3 +237,23 @@ def test_a_real_camt053_v08_in_a_currency_the_portal_has_not_is_refused_naming_i
     payment = db.scalar(select(Payment))
     assert imp.payments_count == 1 and payment.bank_reference == "A032-J30K20-03-JF021"
     assert (payment.amount, payment.variable_symbol, payment.counterparty_name) == (D("1284.30"), "9502830971", "PAYEE")
+
+
+# ---------------------------------------------------------------- returns without RvslInd
+
+
+def test_a_returned_direct_debit_undoes_the_payment_it_returns(db, customers):  # noqa: F811
+    import_statement(db, "a.xml", read("camt053_sample.xml"), actor=SYSTEM)
+    assert customers["invoice"].paid_at == date(2025, 3, 4)
+    imp = import_statement(db, "b.xml", read("camt053_dd_return.xml"), actor=SYSTEM)
+    assert imp.payments_count == 0  # the returned refund (CRDT) is no customer's payment either
+    jana = _payments(db)["2025030400001"]
+    assert jana.state == PaymentState.REVERSED and jana.reversed_by_reference == "2025031100901"
+    assert customers["invoice"].paid_at is None and customers["jana"].id in _candidates(db, date(2025, 4, 1))
+    entry = db.scalar(select(AuditEntry).where(AuditEntry.action == "statement.imported",
+                                               AuditEntry.entity_id == imp.id))
+    assert [(r["outcome"], r["return_reason"]) for r in entry.changes["reversals"]] == [
+        ("reversed", "AM04"), ("returned_debit", "AC04")]
+    again = import_statement(db, "c.xml", read("camt053_dd_return.xml") + b"\n", actor=SYSTEM)
+    assert _reversal_outcomes(db, again) == ["already_reversed", "returned_debit"]
+    assert db.scalar(select(func.count(Payment.id))) == 4
