@@ -95,8 +95,9 @@ class Transaction:
 
 @dataclass
 class Reversal:
-    """A booked CAMT entry with RvslInd true: `direction` CRDT returns one of our debits,
-    DBIT takes back an earlier credit. Never a new customer payment."""
+    """A booked entry undoing an earlier one (CAMT RvslInd true or a return; ABO codes 4/5;
+    MT940 RD/RC; a Fio correction): `direction` CRDT returns one of our debits, DBIT takes
+    back an earlier credit. Never a new customer payment."""
 
     where: str
     direction: str
