@@ -61,12 +61,14 @@ ifeq ($(SCALE),small)
 	$(BIN)/python -m bench.pages --scale small
 	$(BIN)/python -m bench.usage --readings 10000
 	$(BIN)/python -m bench.webhooks --events 500 --steps 50
+	$(BIN)/python -m bench.statements --entries 2000
 else
 	$(BIN)/python -m bench.billing --sizes 1000,10000,100000
 	$(BIN)/python -m bench.documents
 	$(BIN)/python -m bench.pages --scale large
 	$(BIN)/python -m bench.usage --readings 10000
 	$(BIN)/python -m bench.webhooks --events 2000 --steps 200
+	$(BIN)/python -m bench.statements --entries 50000
 endif
 
 # Load test on PostgreSQL (bounded in time, loopback only): 50 customers browsing and 5

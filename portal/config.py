@@ -97,6 +97,9 @@ class DefaultConfig:
     BILLING_BATCH_SIZE = 500  # customers per committed batch of a billing run
     JOB_TEST_BATCH_DELAY = 0.0  # tests only: seconds a job waits after each progress report
     UPLOADS_DIR: str | None = None  # default: instance/uploads; shared storage with remote workers
+    # Bank statements are refused when for an account the portal does not know: the partners'
+    # IBAN and local account, and these (IBAN or "prefix-number/bank"), e.g. a second account.
+    STATEMENT_ACCOUNTS: list[str] = []
 
     # Operators must enrol TOTP; the demo operator may be exempt.
     OPERATOR_TOTP_REQUIRED = False

@@ -108,6 +108,8 @@ def app(database_url, tmp_path_factory):
             "HUEY_URL": "memory://",
             "RATELIMIT_STORAGE_URI": "memory://",
             "BASE_URL": "http://localhost",
+            # The Komerční banka sample statements are for a second account of the operator's.
+            "STATEMENT_ACCOUNTS": ["CZ4201000001071234567890"],
         }
     )
     app.test_client_class = PortalClient

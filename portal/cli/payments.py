@@ -19,7 +19,7 @@ group = AppGroup("payments", help="Bank statements, payments and their pairing w
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @queue_option
 def import_file(file: Path, queued: bool):
-    """Import a bank statement (CAMT.053 XML or CSV) and pair its payments."""
+    """Import a bank statement (CAMT.053/.054, ABO/GPC, MT940, Fio CSV or CSV) and pair its payments."""
     from portal.domain.statements import import_statement
 
     if queued:

@@ -5,9 +5,10 @@ imports what is read.
 A malformed file is refused (StatementRejected) with a message naming where: the CSV line
 number, the XML entry number and element.
 
-Format detection: a file whose first non-blank character is "<" is XML and must be a CAMT.053
-document (namespace urn:iso:std:iso:20022:tech:xsd:camt.053.001.0X, X = 2…8); anything else
-is CSV.
+Format detection is `portal.domain.statement_readers.parse_statement` (which also reads
+ABO/GPC, MT940 and Fio's CSV): a file whose first non-blank character is "<" is XML and must
+be a CAMT.053 or CAMT.054 document (namespace urn:iso:std:iso:20022:tech:xsd:camt.05X.001.0Y,
+X = 3 or 4, Y = 2…8).
 
 CSV: UTF-8 (a BOM is fine), falling back to Windows-1250; delimiter ";" or "," (or a tab),
 taken from the header row, which is required. Column names are matched without regard to
@@ -65,7 +66,7 @@ except ImportError:  # pragma: no cover — defusedxml is a dependency; stay saf
     safe_et = None
     DefusedXmlException = ValueError
 
-CAMT_NAMESPACE = re.compile(r"^\{(urn:iso:std:iso:20022:tech:xsd:camt\.053\.001\.0[2-8])\}Document$")
+CAMT_NAMESPACE = re.compile(r"^\{(urn:iso:std:iso:20022:tech:xsd:camt\.05([34])\.001\.0[2-8])\}Document$")
 
 
 class StatementRejected(DomainError):
@@ -94,8 +95,9 @@ class Transaction:
 
 @dataclass
 class Reversal:
-    """A booked CAMT entry with RvslInd true: `direction` CRDT returns one of our debits,
-    DBIT takes back an earlier credit. Never a new customer payment."""
+    """A booked entry undoing an earlier one (CAMT RvslInd true or a return; ABO codes 4/5;
+    MT940 RD/RC; a Fio correction): `direction` CRDT returns one of our debits, DBIT takes
+    back an earlier credit. Never a new customer payment."""
 
     where: str
     direction: str
@@ -119,14 +121,9 @@ class ParsedStatement:
     credits: list[Transaction] = field(default_factory=list)
     skipped: int = 0  # debits, zero amounts, entries not booked
     reversals: list[Reversal] = field(default_factory=list)
-
-
-def parse_statement(data: bytes) -> ParsedStatement:
-    """Detect the format and read every transaction; StatementRejected on the first problem."""
-    head = data.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if head.startswith(b"<"):
-        return parse_camt053(data)
-    return parse_csv(data)
+    # The accounts the file says it is for (IBAN or local "prefix-number/bank"), as written;
+    # the import refuses a file for an account the portal does not know.
+    accounts: list[str] = field(default_factory=list)
 
 
 def _account(value: str | None) -> str:
@@ -369,8 +366,9 @@ def parse_camt053(data: bytes) -> ParsedStatement:
     if not m:
         raise StatementRejected(_(
             "The XML is not a CAMT.053 bank statement (root element %(tag)s); expected namespace "
-            "urn:iso:std:iso:20022:tech:xsd:camt.053.001.02 … .08.", tag=root.tag))
+            "urn:iso:std:iso:20022:tech:xsd:camt.053.001.02 … .08 (or camt.054).", tag=root.tag))
     ns = {"c": m[1]}
+    notification = m[2] == "4"  # camt.054: BkToCstmrDbtCdtNtfctn/Ntfctn, the same Ntry
 
     def find(el, path):
         return el.find("/".join(f"c:{p}" for p in path.split("/")), ns) if el is not None else None
@@ -383,10 +381,14 @@ def parse_camt053(data: bytes) -> ParsedStatement:
         return [(e.text or "").strip() for e in el.findall("/".join(f"c:{p}" for p in path.split("/")), ns)
                 if e.text and e.text.strip()] if el is not None else []
 
-    parsed = ParsedStatement(StatementFormat.CAMT053)
-    statements = root.findall("c:BkToCstmrStmt/c:Stmt", ns)
+    parsed = ParsedStatement(StatementFormat.CAMT054 if notification else StatementFormat.CAMT053)
+    container = "c:BkToCstmrDbtCdtNtfctn/c:Ntfctn" if notification else "c:BkToCstmrStmt/c:Stmt"
+    statements = root.findall(container, ns)
     if not statements:
-        raise StatementRejected(_("The CAMT.053 file has no statement (BkToCstmrStmt/Stmt)."))
+        raise StatementRejected(_("The CAMT file has no statement (BkToCstmrStmt/Stmt or "
+                                  "BkToCstmrDbtCdtNtfctn/Ntfctn)."))
+    parsed.accounts = [a for stmt in statements
+                       if (a := text(stmt, "Acct/Id/IBAN") or text(stmt, "Acct/Id/Othr/Id"))]
     counter: dict = {}
     index = 0
     for stmt in statements:
@@ -404,8 +406,9 @@ def parse_camt053(data: bytes) -> ParsedStatement:
                 raise StatementRejected(_("%(where)s: %(value)s is neither CRDT nor DBIT.",
                                           where=place.at("Ntry/CdtDbtInd"), value=repr(indicator)))
             status = text(ntry, "Sts/Cd") or text(ntry, "Sts")
-            if text(ntry, "RvslInd").lower() in ("true", "1"):
-                # A reversal undoes an earlier booking; it is never a new payment.
+            if text(ntry, "RvslInd").lower() in ("true", "1") or _is_return(ntry, find, text):
+                # A reversal undoes an earlier booking; it is never a new payment. So does a
+                # return (a collected direct debit coming back unpaid, a transfer sent back).
                 if not status or status == "BOOK":
                     parsed.reversals.append(_camt_reversal(where, ntry, indicator, amount, amt_el, find, text))
                 parsed.skipped += 1
@@ -449,6 +452,18 @@ def parse_camt053(data: bytes) -> ParsedStatement:
     return parsed
 
 
+# Bank transaction sub-families of a return: UPDD unpaid direct debit, PRDD a direct debit
+# reversed on the payer's request, RRTN a transfer returned.
+_RETURN_SUBFAMILIES = {"UPDD", "PRDD", "RRTN"}
+
+
+def _is_return(ntry, find, text) -> bool:
+    """An entry returning an earlier one without RvslInd: with return information (TxDtls/
+    RtrInf) or a return's bank transaction code."""
+    return (find(ntry, "NtryDtls/TxDtls/RtrInf") is not None
+            or text(ntry, "BkTxCd/Domn/Fmly/SubFmlyCd") in _RETURN_SUBFAMILIES)
+
+
 def _camt_reversal(where, ntry, indicator, amount, amt_el, find, text) -> Reversal:
     tx = find(ntry, "NtryDtls/TxDtls")
     end_to_end = text(tx, "Refs/EndToEndId") if tx is not None else ""
@@ -458,6 +473,7 @@ def _camt_reversal(where, ntry, indicator, amount, amt_el, find, text) -> Revers
         "entry_ref": text(ntry, "NtryRef"),
         "end_to_end_id": "" if end_to_end.upper() == "NOTPROVIDED" else end_to_end,
         "tx_id": text(tx, "Refs/TxId") if tx is not None else "",
+        "return_reason": (text(tx, "RtrInf/Rsn/Cd") or text(tx, "RtrInf/Rsn/Prtry")) if tx is not None else "",
     }
     creditor_ref = text(tx, "RmtInf/Strd/CdtrRefInf/Ref") if tx is not None else ""
     unstructured = [e.text.strip() for e in tx.iter() if e.tag.endswith("}Ustrd") and e.text] if tx is not None else []

@@ -9,7 +9,9 @@ The rules:
   date of the first import.
 - Only credits (incoming money) become payments; debits (and, in CAMT, entries not yet
   booked) are counted and skipped.
-- A CAMT entry marked as a reversal (RvslInd true) is never a new payment. With CRDT it
+- A CAMT entry marked as a reversal (RvslInd true), or returning an earlier one (a collected
+  direct debit returned unpaid, a transfer sent back: TxDtls/RtrInf, or the bank
+  transaction sub-family UPDD, PRDD, RRTN), is never a new payment. With CRDT it
   returns one of our own debits (a bounced refund): it is listed as a returned debit. With
   DBIT it takes back an earlier credit: the original payment is found and reversed
   (`payments.reverse_payment`: what it paid is due again). The original is the bank
@@ -27,14 +29,20 @@ The rules:
 - Every new payment is paired at once (see `portal.domain.payments`); the import records its
   counts and writes one audit entry.
 
-Reading the files (CSV, CAMT.053) is `portal.domain.statement_formats`; its names stay
-importable from here.
+Reading the files is `portal.domain.statement_formats` (CSV, CAMT.053/.054) and
+`portal.domain.statement_readers` (ABO/GPC, MT940, Fio CSV, and the detection by content);
+their names stay importable from here.
+- The statement must be for one of our accounts (`our_accounts`: the partners' IBAN and
+  local account, config STATEMENT_ACCOUNTS) when the file names its account and the portal
+  knows any; otherwise it is refused, naming both.
 """
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 
+from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -55,11 +63,12 @@ from portal.domain.statement_formats import (
     _parse_amount,
     parse_camt053,
     parse_csv,
-    parse_statement,
 )
+from portal.domain.statement_readers import parse_abo, parse_fio_csv, parse_mt940, parse_statement
 from portal.domain.wording import day
 from portal.models import (
     Currency,
+    Partner,
     Payment,
     PaymentSource,
     PaymentState,
@@ -70,7 +79,7 @@ from portal.models.base import ZERO, utcnow
 __all__ = [
     "CAMT_NAMESPACE", "MAX_FILE_SIZE", "PROGRESS_EVERY", "AlreadyImported", "ParsedStatement", "Reversal",
     "StatementRejected", "Transaction", "check_statement", "import_statement", "parse_camt053", "parse_csv",
-    "parse_statement", "_parse_amount",
+    "parse_statement", "_parse_amount", "parse_abo", "parse_fio_csv", "parse_mt940", "our_accounts",
     "REVERSED", "ALREADY_REVERSED", "RETURNED_DEBIT", "LEFT_FOR_STAFF",
     "NO_ORIGINAL", "AMBIGUOUS", "ORIGINAL_ALREADY_REVERSED", "UNKNOWN_CURRENCY",
 ]
@@ -97,7 +106,59 @@ def check_statement(session: Session, data: bytes) -> ParsedStatement:
     earlier = session.scalar(select(StatementImport).where(StatementImport.sha256 == hashlib.sha256(data).hexdigest()))
     if earlier is not None:
         raise AlreadyImported(_already(earlier))
-    return parse_statement(data)
+    parsed = parse_statement(data)
+    _check_account(session, parsed)
+    return parsed
+
+
+def our_accounts(session: Session) -> list[str]:
+    """The accounts statements may be for: every partner's IBAN and local account, and
+    STATEMENT_ACCOUNTS (config, a list) for accounts printed on no document."""
+    rows = session.execute(select(Partner.iban, Partner.bank_account)).all()
+    extra = current_app.config.get("STATEMENT_ACCOUNTS") or []
+    return sorted({a for row in rows for a in row if a} | {a for a in extra if a})
+
+
+_CZSK_IBAN = re.compile(r"^(CZ|SK)\d{2}(\d{4})(\d{6})(\d{10})$")
+_LOCAL = re.compile(r"^(?:(\d{1,6})-)?(\d{1,10})(?:/(\d{4}))?$")
+
+
+def _account_key(value: str) -> tuple:
+    """An account as compared: Czech and Slovak IBANs and local numbers as (prefix, number,
+    bank) without leading zeros — an ABO header names no bank (None matches any) and writes
+    prefix and number as 16 digits; anything else compact and upper case (a "/CZK" currency
+    suffix of an MT940 :25: dropped)."""
+    compact = re.sub(r"[\s]", "", value or "").upper()
+    compact = re.sub(r"/(CZK|EUR)$", "", compact)
+    if m := _CZSK_IBAN.match(compact):
+        return (m[3].lstrip("0"), m[4].lstrip("0"), m[2])
+    if compact.isdigit() and len(compact) == 16:
+        return (compact[:6].lstrip("0"), compact[6:].lstrip("0"), None)
+    if m := _LOCAL.match(compact):
+        return ((m[1] or "").lstrip("0"), m[2].lstrip("0"), m[3])
+    return (compact,)
+
+
+def _same_account(a: tuple, b: tuple) -> bool:
+    if len(a) == 3 and len(b) == 3:
+        return a[:2] == b[:2] and (a[2] is None or b[2] is None or a[2] == b[2])
+    return a == b
+
+
+def _check_account(session: Session, parsed: ParsedStatement) -> None:
+    """Refuse a statement of an account that is not ours (a file of another company, another
+    bank account): its payments would be paired to our customers. No check while the portal
+    knows none of its accounts."""
+    ours = our_accounts(session)
+    if not ours or not parsed.accounts:
+        return
+    keys = [_account_key(a) for a in ours]
+    for account in parsed.accounts:
+        key = _account_key(account)
+        if not any(_same_account(key, k) for k in keys):
+            raise StatementRejected(_(
+                "The statement is for account %(account)s, which is not one of the portal's accounts "
+                "(%(ours)s); nothing was imported.", account=account, ours=", ".join(ours)))
 
 
 PROGRESS_EVERY = 50  # payments between two progress reports

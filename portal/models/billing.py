@@ -82,6 +82,10 @@ class PaymentState(enum.StrEnum):
 class StatementFormat(enum.StrEnum):
     CSV = "csv"
     CAMT053 = "camt053"
+    CAMT054 = "camt054"  # debit/credit notifications: the same entries as a CAMT.053
+    ABO = "abo"  # the Czech banks' fixed-width GPC export (074/075 records)
+    MT940 = "mt940"
+    FIO_CSV = "fio_csv"  # Fio banka's CSV export (ID pohybu;Datum;Objem;…)
 
 
 class BillingRun(TimestampMixin, Base):

@@ -1,5 +1,6 @@
-"""Staff area: payments — the list, bank statement upload (CSV / CAMT.053), the unmatched
-queue with suggested matches, manual pairing, unpairing and manual entry.
+"""Staff area: payments — the list, bank statement upload (CAMT.053/.054, ABO, MT940, Fio
+CSV, CSV), the unmatched queue with suggested matches, manual pairing, unpairing and manual
+entry.
 
 Location rules: a payment whose customer is known belongs to the customer's location and is
 seen only by operators of that location; an unidentified payment (no customer) is nobody's
@@ -59,7 +60,6 @@ from portal.web.jobs import job_or_404, job_status, resume_step
 from portal.web.pagination import page_number, paginate
 
 PER_PAGE = 50
-ALLOWED_SUFFIXES = (".csv", ".txt", ".xml")
 
 
 # ---------------------------------------------------------------- forms
@@ -80,7 +80,8 @@ class PaymentFilterForm(FlaskForm):
 
 class ImportForm(FlaskForm):
     statement = FileField(_l("Bank statement"), validators=[FileRequired(_l("Choose a file."))],
-                          description=_l("CSV (UTF-8 or Windows-1250) or CAMT.053 XML, at most 10 MB."))
+                          description=_l("CAMT.053 or CAMT.054 XML, ABO/GPC, MT940, Fio CSV or CSV (UTF-8 or "
+                                         "Windows-1250), at most 10 MB."))
 
 
 class PaymentForm(FlaskForm):
@@ -316,12 +317,10 @@ def payment_new():
 
 
 def _check_upload(form: ImportForm) -> bytes | None:
-    """The uploaded bytes, or None with the reason on the field: suffix, size, text encoding."""
+    """The uploaded bytes, or None with the reason on the field: size, text encoding. The
+    format is told by the content (banks name their exports .gpc, .sta, .txt, .xml…), by
+    `check_statement`, which names what it expected when it knows none."""
     storage = form.statement.data
-    name = (storage.filename or "").lower()
-    if not name.endswith(ALLOWED_SUFFIXES):
-        form.statement.errors = [_("Upload a .csv or .xml (CAMT.053) bank statement.")]
-        return None
     data = storage.stream.read(MAX_FILE_SIZE + 1)
     if len(data) > MAX_FILE_SIZE:
         form.statement.errors = [_("The file is larger than %(mb)d MB.", mb=MAX_FILE_SIZE // (1024 * 1024))]

@@ -224,10 +224,14 @@ def test_statement_upload_summary_and_reimport(staff_client, world, db):
 
 @pytest.mark.parametrize("name, data, message", [
     ("payments_bad_amount_line3.csv", read("payments_bad_amount_line3.csv"), "line 3"),
-    ("statement.pdf", b"%PDF-1.4 not a statement", "Upload a .csv or .xml"),
+    ("statement.pdf", b"%PDF-1.4 not a statement", "not a bank statement the portal reads"),
     ("utf16.csv", "date;amount;currency\n04.03.2025;5,00;CZK\n".encode("utf-16"), "not a text statement"),
     ("empty.csv", b"   \n", "empty"),
     ("camt052.xml", read("camt052_not_a_statement.xml"), "CAMT.053"),
+    ("other.gpc", read("abo_portal.gpc").replace(b"0740000192000145399", b"0740000190000000042"),
+     "not one of the portal&#39;s accounts"),
+    ("bad.gpc", read("abo_portal.gpc").replace(b"00000006050022025000101", b"00000006050032025000101"),
+     "line 2 (accounting code)"),
 ])
 def test_bad_statements_import_nothing(staff_client, world, db, name, data, message):
     before = count(db, Payment)
@@ -317,3 +321,15 @@ def test_a_reversed_payment_shows_as_reversed(staff_client, world, db):
     html = staff_client.get("/staff/payments?state=reversed").get_data(as_text=True)
     assert f"#{payment.id}<" in html and f"#{world['paid_b'].id}<" not in html
     assert f"#{payment.id}<" not in staff_client.get("/staff/payments/unmatched").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("name, data, fmt", [
+    ("Pohyby_2000145399.gpc", read("abo_portal.gpc"), "abo"),
+    ("vypis.sta", read("mt940_portal.sta"), "mt940"),
+    ("vypis.txt", read("fio_api.csv"), "fio_csv"),
+])
+def test_bank_formats_upload_whatever_their_name(staff_client, world, db, name, data, fmt):
+    resp = upload(staff_client, name, data)
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    imp = db.scalar(select(StatementImport))
+    assert imp.format.value == fmt and imp.payments_count >= 1
