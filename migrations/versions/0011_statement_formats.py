@@ -1,7 +1,7 @@
 """statement_import.format: camt054, abo, mt940, fio_csv
 
-Revision ID: 0010_statement_formats
-Revises: 0009_webhooks
+Revision ID: 0011_statement_formats
+Revises: 0010_customer_login_roles
 Create Date: 2026-12-04 20:05:00
 
 """
@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = '0010_statement_formats'
-down_revision = '0009_webhooks'
+revision = '0011_statement_formats'
+down_revision = '0010_customer_login_roles'
 branch_labels = None
 depends_on = None
 
