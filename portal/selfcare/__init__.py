@@ -10,6 +10,7 @@ from portal.selfcare import (  # noqa: E402,F401
     invoices,
     overview,
     profile,
+    reminders,
     requests,
     services,
 )
