@@ -15,6 +15,7 @@ from portal.staff import (  # noqa: E402,F401
     customers,
     dunning,
     operators,
+    outbox,
     payments,
     requests,
     services,
