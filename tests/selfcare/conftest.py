@@ -9,7 +9,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import select
 
+from portal.domain.actors import Actor
 from portal.extensions import db as _db
 from portal.models import (
     ActorType,
@@ -35,6 +37,7 @@ from portal.models import (
     PaymentSource,
     PaymentState,
     Reminder,
+    RequestAttachment,
     RequestComment,
     RequestKind,
     RequestState,
@@ -194,6 +197,17 @@ def make_reminder(customer, invoices, *, level: int = 1, state: CaseState = Case
     return reminder
 
 
+def make_attachment(request: CustomerRequest, data: bytes = b"%PDF-1.4\n%%EOF\n") -> RequestAttachment:
+    """A file on the request's last reply the customer sees, stored like the portal stores one."""
+    from portal.domain.request_attachments import Upload, attach
+
+    comment = _db.session.scalars(select(RequestComment).where(RequestComment.request_id == request.id,
+                                                               RequestComment.internal.is_(False))
+                                  .order_by(RequestComment.id.desc())).first()
+    [row] = attach(_db.session, comment, [Upload("router-guide.pdf", data, "application/pdf")], Actor.system())
+    return row
+
+
 @dataclass
 class World:
     """One of everything for a customer."""
@@ -209,6 +223,7 @@ class World:
     request: CustomerRequest
     contact: Contact
     reminder: Reminder
+    attachment: RequestAttachment
 
 
 def build_world(customer) -> World:
@@ -232,8 +247,9 @@ def build_world(customer) -> World:
     _db.session.flush()
     # A reminder of a settled debt (its case closed): listed and downloadable, not announced.
     reminder = make_reminder(customer, [invoice], state=CaseState.CLOSED)
+    attachment = make_attachment(request)
     return World(customer, service, target, agreement, draft, invoice, paid_invoice, payment, request, contact,
-                 reminder)
+                 reminder, attachment)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ def detail_urls(w) -> list[str]:
         f"/requests/{w.request.id}",
         f"/invoices/{w.invoice.id}/pdf",
         f"/reminders/{w.reminder.id}/pdf",
+        f"/requests/{w.request.id}/attachments/{w.attachment.id}",
         f"/services/{w.service.id}/plan",
         f"/services/{w.service.id}/plan?target_id={w.target.id}&on=2099-01-01",
     ]
