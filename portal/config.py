@@ -52,6 +52,9 @@ class DefaultConfig:
     PAY_LINK_LIMIT_PER_IP = "30 per minute;300 per hour"
     # The largest request body (bank statements are the largest uploads): more is a 413.
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024
+    # Files on request replies (both faces): each at most this big, at most this many a reply.
+    REQUEST_ATTACHMENT_MAX_BYTES = 10 * 1024 * 1024
+    REQUEST_ATTACHMENT_MAX_COUNT = 5
     RATELIMIT_HEADERS_ENABLED = False
 
     # Mail: without MAIL_SERVER, messages are written as .eml files to instance/outbox/.

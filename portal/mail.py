@@ -1,11 +1,14 @@
-"""Outbound e-mail. Without MAIL_SERVER every message is written as an .eml file to the
-outbox folder (and logged), which is how development and tests read them."""
+"""Outbound e-mail. Every message is written as an .eml file to the outbox folder (what the
+staff outbox shows and re-sends); with MAIL_SERVER it is then sent by SMTP, without it only
+logged, which is how development and tests read them."""
 from __future__ import annotations
 
 import logging
 import smtplib
 import ssl
+from email import policy
 from email.message import EmailMessage
+from email.parser import BytesParser
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
@@ -39,19 +42,60 @@ def send_email(to: str, subject: str, template: str, *, customer_id: int | None 
     row = OutboundEmail(to=to, subject=subject[:300], template=template, customer_id=customer_id)
     db.session.add(row)
     db.session.flush()
+    _deliver(msg, row)
+    return row
+
+
+# Messages that carry a one-time link or code: staff see that one was sent, never its text.
+SECRET_TEMPLATES = frozenset({"password_reset", "operator_invitation", "agreement_code", "cancellation_link",
+                              "login_failures"})
+
+
+def stored_message(row: OutboundEmail) -> EmailMessage | None:
+    """The message as it was sent (its .eml in the outbox), or None when it is gone."""
+    if not row.body_path:
+        return None
     try:
+        data = Path(row.body_path).read_bytes()
+    except OSError:
+        return None
+    return BytesParser(policy=policy.default).parsebytes(data)
+
+
+def resend_email(original: OutboundEmail) -> OutboundEmail | None:
+    """A new send of `original`'s stored message (new Message-ID and Date), recorded as a row
+    of its own pointing at the first send. None when the stored message is gone."""
+    msg = stored_message(original)
+    if msg is None:
+        return None
+    del msg["Message-ID"]
+    del msg["Date"]
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = make_msgid(domain="portal.local")
+    row = OutboundEmail(to=original.to, subject=original.subject, template=original.template,
+                        customer_id=original.customer_id, resent_from_id=original.resent_from_id or original.id)
+    db.session.add(row)
+    db.session.flush()
+    _deliver(msg, row)
+    return row
+
+
+def _deliver(msg: EmailMessage, row: OutboundEmail) -> None:
+    """Keep the message in the outbox (what staff see and re-send), then hand it to the SMTP
+    server if one is set; a failure is recorded on the row, never raised."""
+    try:
+        row.body_path = str(_write_outbox(msg, row.id))
         if current_app.config.get("MAIL_SERVER"):
             _smtp_send(msg)
         else:
-            row.body_path = str(_write_outbox(msg, row.id))
-            log.info("e-mail to %s: %s (written to %s)", to, subject, row.body_path)
+            log.info("e-mail to %s: %s (written to %s)", row.to, row.subject, row.body_path)
         row.state = EmailState.SENT
         row.sent_at = utcnow()
+        row.error = ""
     except (OSError, smtplib.SMTPException) as exc:
         row.state = EmailState.FAILED
         row.error = str(exc)[:2000]
-        log.warning("e-mail to %s failed: %s", to, exc)
-    return row
+        log.warning("e-mail to %s failed: %s", row.to, exc)
 
 
 def _supplier(customer_id: int | None, context: dict) -> dict:

@@ -33,11 +33,12 @@ from .service import (
     verify,
 )
 from .storage import DocumentMissing, DocumentTampered
-from .web import send_document, send_pdf, send_xml
+from .web import attachment_disposition, send_document, send_pdf, send_xml
 
 __all__ = [
     "KINDS",
     "TEMPLATE_VERSIONS",
+    "attachment_disposition",
     "DocumentError",
     "DocumentMissing",
     "DocumentTampered",

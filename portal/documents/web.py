@@ -41,6 +41,11 @@ def send_document(doc: StoredDocument, *, inline: bool = False) -> Response:
     return resp
 
 
+def attachment_disposition(file_name: str) -> str:
+    """Content-Disposition for a download (never inline), with an ASCII and a UTF-8 name."""
+    return _disposition(file_name, False)
+
+
 def send_pdf(data: bytes, file_name: str, *, inline: bool = False) -> Response:
     """A response for a PDF rendered on demand (e.g. a statement): never cached."""
     resp = Response(data, mimetype="application/pdf")

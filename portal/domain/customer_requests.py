@@ -182,7 +182,7 @@ def requests_query(customer_id: int) -> Select:
 def visible_comments(session: Session, request: CustomerRequest) -> list[RequestComment]:
     """The conversation as the customer sees it: never staff's internal notes."""
     return list(session.scalars(
-        select(RequestComment)
+        select(RequestComment).options(selectinload(RequestComment.attachments))
         .where(RequestComment.request_id == request.id, RequestComment.internal.is_(False))
         .order_by(RequestComment.id)
     ))
@@ -281,7 +281,8 @@ def request_for_staff(session: Session, request_id, location_ids) -> CustomerReq
 def staff_conversation(session: Session, request: CustomerRequest) -> list[RequestComment]:
     """The whole conversation for staff, internal notes included (oldest first)."""
     return list(session.scalars(
-        select(RequestComment).where(RequestComment.request_id == request.id).order_by(RequestComment.id)
+        select(RequestComment).options(selectinload(RequestComment.attachments))
+        .where(RequestComment.request_id == request.id).order_by(RequestComment.id)
     ))
 
 

@@ -77,7 +77,7 @@ from .dunning import (  # noqa: F401
     Reminder,
     ReminderLevel,
 )
-from .requests import CustomerRequest, RequestComment, RequestKind, RequestState  # noqa: F401
+from .requests import CustomerRequest, RequestAttachment, RequestComment, RequestKind, RequestState  # noqa: F401
 from .services import (  # noqa: F401
     ActorType,
     Aggregation,

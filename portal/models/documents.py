@@ -69,6 +69,10 @@ class OutboundEmail(TimestampMixin, Base):
     state: Mapped[EmailState] = mapped_column(StrEnumType(EmailState, "email_state"), default=EmailState.QUEUED)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str] = mapped_column(Text, default="")
+    # A staff re-send is a new row pointing at the first send of the message (never at a
+    # re-send), so one message's attempts are that row and the rows pointing at it.
+    resent_from_id: Mapped[int | None] = mapped_column(ForeignKey("outbound_email.id", ondelete="SET NULL"),
+                                                       index=True)
 
 
 class Job(TimestampMixin, Base):

@@ -63,3 +63,24 @@ class RequestComment(TimestampMixin, Base):
     internal: Mapped[bool] = mapped_column(Boolean, default=False)  # staff notes never reach selfcare
 
     request: Mapped[CustomerRequest] = relationship(back_populates="comments")
+    attachments: Mapped[list[RequestAttachment]] = relationship(back_populates="comment",
+                                                                order_by="RequestAttachment.id")
+
+
+class RequestAttachment(TimestampMixin, Base):
+    """A file sent with a reply, either way. Stored like documents (under DOCUMENTS_DIR, by a
+    key naming its hash, hash checked on reading), served only as a download. The customer
+    is copied from the request so selfcare finds it through the logged-in customer."""
+
+    __tablename__ = "request_attachment"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    comment_id: Mapped[int] = mapped_column(ForeignKey("request_comment.id", ondelete="CASCADE"), index=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("customer_request.id", ondelete="CASCADE"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="RESTRICT"), index=True)
+    file_name: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(300), unique=True)
+
+    comment: Mapped[RequestComment] = relationship(back_populates="attachments")

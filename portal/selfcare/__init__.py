@@ -12,6 +12,7 @@ from portal.selfcare import (  # noqa: E402,F401
     overview,
     pay,
     profile,
+    reminders,
     requests,
     services,
     users,

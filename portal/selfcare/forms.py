@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from flask_wtf.file import MultipleFileField
 from wtforms import (
     BooleanField,
     DateField,
@@ -135,6 +136,9 @@ class CommentForm(FlaskForm):
     body = TextAreaField(_l("Your reply"), validators=[DataRequired(message=_l("Write your message.")),
                                                       Length(max=5000)],
                          render_kw={"rows": 4})
+    attachments = MultipleFileField(_l("Files (optional)"),
+                                    description=_l("PDF, PNG, JPEG or plain text files."),
+                                    render_kw={"accept": ".pdf,.png,.jpg,.jpeg,.txt"})
 
 
 # ---------------------------------------------------------------------------------- profile

@@ -29,6 +29,7 @@ from portal.models import Invoice, InvoiceLine, InvoiceType, InvoiceVat, Payment
 from portal.selfcare import bp
 from portal.selfcare.common import PER_PAGE, current_customer_id
 from portal.selfcare.forms import InvoiceFilterForm, StatementForm
+from portal.selfcare.reminders import has_reminders
 from portal.web.access import customer_required, owned_or_404
 from portal.web.forms import choices
 from portal.web.htmx import render
@@ -67,7 +68,7 @@ def invoices():
                     params={"customer_id": current_customer_id(), "year": year} if year is not None else {"customer_id": current_customer_id()})
     params = {"year": year, "unpaid": "y" if unpaid else None}
     return render("selfcare/invoices.html", block="invoice_table", page=page, form=form, params=params,
-                  today=date.today())
+                  today=date.today(), reminders=has_reminders(current_customer_id()))
 
 
 def invoice_payment_qr(invoice: Invoice) -> dict | None:

@@ -16,6 +16,7 @@ from portal.models import ServiceState
 from portal.selfcare import bp
 from portal.selfcare.common import current_customer_id
 from portal.selfcare.invoices import invoice_payment_qr
+from portal.selfcare.reminders import latest_open_reminder
 from portal.web.access import customer_required
 from portal.web.htmx import render
 
@@ -40,5 +41,6 @@ def dashboard():
     awaiting = [{"agreement": a, "deadline": acceptance_deadline(a)}
                 for a in awaiting_acceptance(db.session, current_customer_id())]
     return render("selfcare/dashboard.html", overview=overview, customer=current_user.customer,
-                  blocking=_blocking_notice(overview, today), awaiting=awaiting, today=today, pending=pending)
+                  blocking=_blocking_notice(overview, today), awaiting=awaiting, today=today, pending=pending,
+                  reminder=latest_open_reminder(current_customer_id()))
 

@@ -1,18 +1,20 @@
 """Selfcare requests: the list with the new-request form, a request's page and replies."""
 from __future__ import annotations
 
-from flask import request, url_for
+from flask import abort, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
 from portal.domain import customer_requests as requests_rules
+from portal.domain.request_attachments import attach
 from portal.extensions import db
-from portal.models import CustomerRequest, CustomerService
+from portal.models import CustomerRequest, CustomerService, RequestAttachment
 from portal.selfcare import bp
 from portal.selfcare.common import PER_PAGE, current_customer_id, customer_actor, customer_writes
 from portal.selfcare.forms import CommentForm, NewRequestForm
 from portal.web.access import customer_required, owned_or_404
 from portal.web.actions import carry_out, saved
+from portal.web.attachments import send_attachment, uploads_of
 from portal.web.forms import choices, field_error
 from portal.web.htmx import render
 from portal.web.pagination import page_number, paginate
@@ -90,11 +92,29 @@ def request_comment(request_id: int):
     customer_request = owned_or_404(CustomerRequest, request_id)
     form = CommentForm()
     if form.validate():
+        def reply():
+            # The files are checked before anything is written: a bad one saves nothing.
+            uploads = uploads_of(form.attachments)
+            comment = requests_rules.add_customer_comment(db.session, customer_request, current_user.customer,
+                                                          form.body.data, customer_actor())
+            attach(db.session, comment, uploads, customer_actor())
+            return comment
+
         return carry_out(
-            lambda: requests_rules.add_customer_comment(db.session, customer_request, current_user.customer,
-                                                        form.body.data, customer_actor()),
+            reply,
             refused=lambda exc: _request_page(customer_request, field_error(form, exc), status=422),
             done=lambda _result: saved(_("Your reply has been sent."),
                                        url_for("selfcare.request_detail", request_id=request_id)))
     return _request_page(customer_request, form, status=422)
 
+
+
+@bp.get("/requests/<int:request_id>/attachments/<int:attachment_id>")
+@customer_required
+def request_attachment(request_id: int, attachment_id: int):
+    """A file of the conversation, as a download: the customer's own, and never one on a
+    staff-only note."""
+    attachment = owned_or_404(RequestAttachment, attachment_id)
+    if attachment.request_id != request_id or attachment.comment.internal:
+        abort(404)
+    return send_attachment(attachment)

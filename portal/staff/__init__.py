@@ -16,6 +16,7 @@ from portal.staff import (  # noqa: E402,F401
     customers,
     dunning,
     operators,
+    outbox,
     payments,
     requests,
     services,

@@ -9,18 +9,27 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from flask_wtf.file import MultipleFileField
 from wtforms import BooleanField, DateField, IntegerField, RadioField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 from wtforms.widgets import HiddenInput
 
 from portal.domain import DomainError
 from portal.domain import customer_requests as rules
+from portal.domain.request_attachments import attach
 from portal.extensions import db
-from portal.models import CustomerRequest, RequestKind, RequestState, ServiceDefinition
+from portal.models import (
+    CustomerRequest,
+    RequestAttachment,
+    RequestKind,
+    RequestState,
+    ServiceDefinition,
+)
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, wants_csv
 from portal.web.access import requires
 from portal.web.actions import carry_out
+from portal.web.attachments import send_attachment, uploads_of
 from portal.web.forms import choices, field_error
 from portal.web.htmx import is_htmx, render
 from portal.web.pagination import page_number, paginate
@@ -96,6 +105,9 @@ class StaffCommentForm(FlaskForm):
         ("internal", _l("Staff only (a private note)")),
     ]))
     wait_for_customer = BooleanField(_l("Then wait for the customer's answer"))
+    attachments = MultipleFileField(_l("Files (optional)"),
+                                    description=_l("PDF, PNG, JPEG or plain text files."),
+                                    render_kw={"accept": ".pdf,.png,.jpg,.jpeg,.txt"})
 
 
 class StateForm(FlaskForm):
@@ -230,8 +242,11 @@ def request_comment(request_id: int):
     if form.validate():
         internal = form.visibility.data == "internal"
         try:
-            rules.add_staff_comment(db.session, req, form.body.data, operator_actor(), internal=internal,
-                                    wait_for_customer=bool(form.wait_for_customer.data))
+            # The files are checked before anything is written: a bad one saves nothing.
+            uploads = uploads_of(form.attachments)
+            comment = rules.add_staff_comment(db.session, req, form.body.data, operator_actor(), internal=internal,
+                                              wait_for_customer=bool(form.wait_for_customer.data))
+            attach(db.session, comment, uploads, operator_actor())
         except DomainError as exc:
             db.session.rollback()
             req = _request_or_404(request_id)
@@ -278,3 +293,14 @@ def request_carry_out(request_id: int):
         else:
             return _done(req, _("Done: the request is carried out and resolved."))
     return _detail(req, status=422, carry_form=form)
+
+
+@bp.get("/requests/<int:request_id>/attachments/<int:attachment_id>")
+@requires(RIGHT)
+def request_attachment(request_id: int, attachment_id: int):
+    """A file of the conversation, as a download (the request in the operator's locations)."""
+    req = _request_or_404(request_id)
+    attachment = db.session.get(RequestAttachment, attachment_id) if 0 < attachment_id <= 2**31 - 1 else None
+    if attachment is None or attachment.request_id != req.id:
+        abort(404)
+    return send_attachment(attachment)

@@ -24,13 +24,15 @@ ESCAPED = "&lt;script&gt;alert("
 
 # Which route argument is filled from which of the customer's rows.
 ARGUMENTS = {"customer_id": "customer", "service_id": "service", "agreement_id": "agreement",
-             "invoice_id": "invoice", "request_id": "request", "payment_id": "payment", "contact_id": "contact"}
+             "invoice_id": "invoice", "request_id": "request", "payment_id": "payment", "contact_id": "contact",
+             "reminder_id": "reminder", "attachment_id": "attachment"}
 
 
 def _ids(world) -> dict[str, int]:
     return {"customer": world.customer.id, "service": world.service.id, "agreement": world.agreement.id,
             "invoice": world.invoice.id, "request": world.request.id, "payment": world.payment.id,
-            "contact": world.contact.id}
+            "contact": world.contact.id, "reminder": world.reminder.id,
+            "attachment": world.attachment.id}
 
 
 def get_urls(app, prefix: str, world) -> list[str]:

@@ -10,21 +10,25 @@ from decimal import Decimal
 
 import pytest
 
-from portal.models import Language, RequestComment, ServiceEventKind
+from portal.models import CaseState, Language, RequestComment, ServiceEventKind
 from tests.conftest import login_customer
 from tests.factories import CustomerLoginFactory, CustomerServiceFactory, ServiceDefinitionFactory
 from tests.selfcare.conftest import (
     build_world,
     make_agreement,
+    make_attachment,
     make_event,
     make_invoice,
     make_payment,
+    make_reminder,
     make_request,
     make_usage,
 )
 
 # Route arguments filled from the customer's own rows.
-ARGUMENTS = {"service_id": "service", "agreement_id": "agreement", "invoice_id": "invoice", "request_id": "request"}
+ARGUMENTS = {"service_id": "service", "agreement_id": "agreement", "invoice_id": "invoice", "request_id": "request",
+             "reminder_id": "reminder",
+             "attachment_id": "attachment"}
 # GET routes that take no customer data, with the reason.
 NOT_CUSTOMER_DATA = {
     "selfcare.cancel_link": "a one-time token from an e-mail, for a visitor who is not logged in",
@@ -42,7 +46,8 @@ VARIANTS = [
 
 def selfcare_get_urls(app, world) -> list[str]:
     ids = {"service": world.service.id, "agreement": world.agreement.id, "invoice": world.invoice.id,
-           "request": world.request.id, "target": world.target.id}
+           "request": world.request.id, "target": world.target.id,
+           "reminder": world.reminder.id, "attachment": world.attachment.id}
     adapter = app.url_map.bind("localhost")
     urls = []
     for rule in app.url_map.iter_rules():
@@ -83,10 +88,15 @@ def _grow(world, db, n: int = 12):
     for _ in range(n):
         make_request(c)
     world.request = request
+    world.attachment = make_attachment(request)
+    for i in range(n):
+        make_attachment(request, data=f"%PDF-1.4 {i}".encode())
     for i in range(n):
         make_event(world.service, ServiceEventKind.BLOCKED if i % 2 else ServiceEventKind.UNBLOCKED,
                    date(2025, 1, 1) + timedelta(days=i))
     make_usage(world.service)
+    for i in range(n):
+        make_reminder(c, [big, world.paid_invoice], level=1 + i % 3, state=CaseState.CLOSED)
     db.flush()
 
 

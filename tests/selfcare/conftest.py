@@ -9,7 +9,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import select
 
+from portal.domain.actors import Actor
 from portal.extensions import db as _db
 from portal.models import (
     ActorType,
@@ -17,12 +19,14 @@ from portal.models import (
     Agreement,
     AgreementState,
     AgreementType,
+    CaseState,
     Contact,
     ContactKind,
     ContactPurpose,
     Currency,
     CustomerRequest,
     CustomerService,
+    DebtRecoveryCase,
     Invoice,
     InvoiceLine,
     InvoiceType,
@@ -32,6 +36,8 @@ from portal.models import (
     PaymentAllocation,
     PaymentSource,
     PaymentState,
+    Reminder,
+    RequestAttachment,
     RequestComment,
     RequestKind,
     RequestState,
@@ -178,6 +184,30 @@ def make_usage(service, today: date | None = None) -> UsageItem:
     return item
 
 
+def make_reminder(customer, invoices, *, level: int = 1, state: CaseState = CaseState.REMINDED,
+                  issued_on: date = date(2026, 4, 25)) -> Reminder:
+    case = DebtRecoveryCase(customer_id=customer.id, state=state, level=level, opened_on=issued_on)
+    _db.session.add(case)
+    _db.session.flush()
+    reminder = Reminder(case_id=case.id, customer_id=customer.id, level=level, issued_on=issued_on,
+                        pay_by=issued_on + timedelta(days=7), block_on=None, amount_due=Decimal("655.00"),
+                        fee=Decimal("50.00"), invoices=list(invoices))
+    _db.session.add(reminder)
+    _db.session.flush()
+    return reminder
+
+
+def make_attachment(request: CustomerRequest, data: bytes = b"%PDF-1.4\n%%EOF\n") -> RequestAttachment:
+    """A file on the request's last reply the customer sees, stored like the portal stores one."""
+    from portal.domain.request_attachments import Upload, attach
+
+    comment = _db.session.scalars(select(RequestComment).where(RequestComment.request_id == request.id,
+                                                               RequestComment.internal.is_(False))
+                                  .order_by(RequestComment.id.desc())).first()
+    [row] = attach(_db.session, comment, [Upload("router-guide.pdf", data, "application/pdf")], Actor.system())
+    return row
+
+
 @dataclass
 class World:
     """One of everything for a customer."""
@@ -192,6 +222,8 @@ class World:
     payment: Payment
     request: CustomerRequest
     contact: Contact
+    reminder: Reminder
+    attachment: RequestAttachment
 
 
 def build_world(customer) -> World:
@@ -213,7 +245,11 @@ def build_world(customer) -> World:
                       purpose=ContactPurpose.BILLING, primary=True)
     _db.session.add(contact)
     _db.session.flush()
-    return World(customer, service, target, agreement, draft, invoice, paid_invoice, payment, request, contact)
+    # A reminder of a settled debt (its case closed): listed and downloadable, not announced.
+    reminder = make_reminder(customer, [invoice], state=CaseState.CLOSED)
+    attachment = make_attachment(request)
+    return World(customer, service, target, agreement, draft, invoice, paid_invoice, payment, request, contact,
+                 reminder, attachment)
 
 
 @pytest.fixture
@@ -241,3 +277,16 @@ def field_error(html: str, field_id: str) -> str:
 def text(resp) -> str:
     return resp.get_data(as_text=True)
 
+
+
+@pytest.fixture
+def staff_client_for_reminders(make_client, db):
+    """A second client, logged in as an admin operator (the staff side of a shared document)."""
+    from tests.conftest import login_operator
+    from tests.factories import OperatorFactory
+
+    op = OperatorFactory(admin=True)
+    db.commit()
+    client = make_client()
+    assert login_operator(client, op.email).status_code == 302
+    return client

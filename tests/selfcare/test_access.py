@@ -14,7 +14,7 @@ from portal.models import (
 )
 from tests.factories import OperatorFactory
 
-PAGES = ["/", "/services", "/agreements", "/invoices", "/payments", "/requests", "/profile", "/security",
+PAGES = ["/", "/services", "/agreements", "/invoices", "/payments", "/reminders", "/requests", "/profile", "/security",
          "/statement", "/cancel/services"]
 
 
@@ -27,6 +27,8 @@ def detail_urls(w) -> list[str]:
         f"/invoices/{w.paid_invoice.id}",
         f"/requests/{w.request.id}",
         f"/invoices/{w.invoice.id}/pdf",
+        f"/reminders/{w.reminder.id}/pdf",
+        f"/requests/{w.request.id}/attachments/{w.attachment.id}",
         f"/services/{w.service.id}/plan",
         f"/services/{w.service.id}/plan?target_id={w.target.id}&on=2099-01-01",
     ]
