@@ -1,8 +1,8 @@
 """Request attachments (files on replies, both ways); the outbox's re-sends point at the
 first send of their message (outbound_email.resent_from_id)
 
-Revision ID: 0010_request_attachments
-Revises: 0009_webhooks
+Revision ID: 0012_request_attachments
+Revises: 0011_statement_formats
 Create Date: 2026-12-04 20:15:00
 
 """
@@ -12,8 +12,8 @@ from alembic import op
 import portal.models.base
 
 # revision identifiers, used by Alembic.
-revision = '0010_request_attachments'
-down_revision = '0009_webhooks'
+revision = '0012_request_attachments'
+down_revision = '0011_statement_formats'
 branch_labels = None
 depends_on = None
 
