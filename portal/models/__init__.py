@@ -75,6 +75,8 @@ from .dunning import (  # noqa: F401
     Reminder,
     ReminderLevel,
 )
+from .network import Desired, IpPool, NetworkIdentity, NetworkState, ProvisioningChange  # noqa: F401
+from . import radius  # noqa: F401 — FreeRADIUS's tables
 from .requests import CustomerRequest, RequestComment, RequestKind, RequestState  # noqa: F401
 from .services import (  # noqa: F401
     ActorType,
