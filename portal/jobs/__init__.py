@@ -57,6 +57,7 @@ from portal.jobs.registry import (
     registered_kinds,
     unregister_handler,
 )
+from portal.jobs.provisioning import sync_network
 from portal.jobs.rows import _write_progress_row
 from portal.jobs.statements import enqueue_statement_import, statement_import
 from portal.jobs.uploads import read_upload, save_upload, uploads_dir
@@ -121,6 +122,7 @@ __all__ = [
     "run_here",
     "save_upload",
     "statement_import",
+    "sync_network",
     "to_json_safe",
     "unregister_handler",
     "uploads_dir",
