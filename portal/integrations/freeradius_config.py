@@ -227,7 +227,7 @@ DEFAULT
 """
 
 
-def render_config(out: str | Path, *, database_url: str, port: int = 1812, secret: str = "testing123",
+def render_config(out: str | Path, *, database_url: str, port: int = 1812, secret: str = "testing123",  # noqa: S107 — FreeRADIUS's example, loopback only
                   address: str = "127.0.0.1", queries_dir: Path = SYSTEM_QUERIES) -> Path:
     """Write the configuration into `out` (created; files the portal wrote before are
     replaced). Returns the folder."""

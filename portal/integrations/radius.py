@@ -21,7 +21,6 @@ from portal.models import Desired, ProvisioningChange
 from portal.models.radius import nas, radcheck, radgroupreply, radreply, radusergroup
 
 
-
 class ProfileError(ValueError):
     """The configuration names a NAS type without a profile, or a template that cannot be filled."""
 

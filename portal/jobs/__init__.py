@@ -47,6 +47,7 @@ from portal.jobs.handlers import domain_function, ping
 from portal.jobs.interrupted import JobNotResumable, is_resumable, reap_interrupted_jobs, resume_job
 from portal.jobs.params import actor_from_params, actor_to_params, to_json_safe
 from portal.jobs.progress import JobProgress, is_finished, progress_of
+from portal.jobs.provisioning import sync_network
 from portal.jobs.registry import (
     Handler,
     JobContext,
@@ -57,7 +58,6 @@ from portal.jobs.registry import (
     registered_kinds,
     unregister_handler,
 )
-from portal.jobs.provisioning import sync_network
 from portal.jobs.rows import _write_progress_row
 from portal.jobs.statements import enqueue_statement_import, statement_import
 from portal.jobs.uploads import read_upload, save_upload, uploads_dir

@@ -1,4 +1,5 @@
 """The one model both faces share. Importing this package registers every table."""
+from . import radius  # noqa: F401 — FreeRADIUS's tables
 from .accounts import (  # noqa: F401
     RIGHTS,
     AuthSession,
@@ -76,7 +77,6 @@ from .dunning import (  # noqa: F401
     ReminderLevel,
 )
 from .network import Desired, IpPool, NetworkIdentity, NetworkState, ProvisioningChange  # noqa: F401
-from . import radius  # noqa: F401 — FreeRADIUS's tables
 from .requests import CustomerRequest, RequestComment, RequestKind, RequestState  # noqa: F401
 from .services import (  # noqa: F401
     ActorType,
