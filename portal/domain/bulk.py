@@ -31,7 +31,14 @@ from portal.domain import DomainError
 from portal.domain import lifecycle as lc
 from portal.domain.actors import Actor
 from portal.domain.audit import record
-from portal.models import Customer, CustomerService, NetworkIdentity, NetworkState, ServiceEventKind, ServiceState
+from portal.models import (
+    Customer,
+    CustomerService,
+    NetworkIdentity,
+    NetworkState,
+    ServiceEventKind,
+    ServiceState,
+)
 
 ACTIONS = ("block", "unblock", "cancel")
 MAX_SERVICES = 500

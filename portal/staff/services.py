@@ -49,8 +49,8 @@ from portal.models import (
 )
 from portal.models.agreements import agreement_services
 from portal.staff import bp
-from portal.staff.network_panel import network_panel, network_state_labels, network_state_or_none
 from portal.staff.common import csv_response, operator_actor, scoped_customer_or_404, wants_csv
+from portal.staff.network_panel import network_panel, network_state_labels, network_state_or_none
 from portal.web.access import in_operator_locations, requires
 from portal.web.actions import carry_out, saved
 from portal.web.forms import choices, int_or_none, validated

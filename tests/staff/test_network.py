@@ -8,7 +8,12 @@ from sqlalchemy import select
 from portal.domain import network
 from portal.domain.actors import Actor
 from portal.models import IpPool, NetworkIdentity, NetworkState, ServiceState
-from tests.factories import CustomerFactory, CustomerServiceFactory, LocationFactory, ServiceDefinitionFactory
+from tests.factories import (
+    CustomerFactory,
+    CustomerServiceFactory,
+    LocationFactory,
+    ServiceDefinitionFactory,
+)
 
 SYSTEM = Actor.system("test")
 
