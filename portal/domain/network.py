@@ -23,7 +23,7 @@ from sqlalchemy import and_, exists, func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from portal.domain import DomainError
+from portal.domain import DomainError, events
 from portal.domain.actors import Actor
 from portal.domain.audit import record
 from portal.models import (
@@ -278,6 +278,10 @@ def provision(session: Session, service: CustomerService, identity: NetworkIdent
     identity.network_state, identity.network_error = NetworkState.PENDING, ""
     identity.attempts, identity.next_retry_at = 0, None
     session.flush()
+    public = {k: v for k, v in attributes.items() if k != "password"}
+    events.emit(session, events.NETWORK_CHANGED, "customer_service", service.id, customer_id=service.customer_id,
+                changes={"desired": [None, desired.value], "username": [None, identity.username],
+                         **{k: [None, v] for k, v in public.items()}})
     return change
 
 

@@ -156,3 +156,15 @@ def test_regenerated_password_is_provisioned_not_audited(db):
     assert network.pending_changes(db, identity.customer_service)[0].attributes["password"] == new
     assert all(new not in str(e.changes) for e in db.scalars(select(AuditEntry)))
     assert db.scalar(select(NetworkIdentity).where(NetworkIdentity.password == new)) is identity
+
+
+def test_every_provisioning_change_is_a_webhook_event_without_the_password(db):
+    from portal.models import WebhookEvent
+
+    svc = internet(db)
+    identity = network.create_identity(db, svc, actor=SYSTEM)
+    lifecycle.block(db, svc, actor=SYSTEM, on=TODAY, reason="debt", today=TODAY)
+    found = list(db.scalars(select(WebhookEvent).where(WebhookEvent.type == "network.changed")
+                            .order_by(WebhookEvent.id)))
+    assert [e.payload["data"]["changes"]["desired"][1] for e in found] == ["accept", "walled_garden"]
+    assert all(identity.password not in str(e.payload) for e in found)
