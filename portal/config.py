@@ -129,6 +129,27 @@ class DefaultConfig:
     WEBHOOKS_PASS_SECONDS = 50.0
     WEBHOOKS_KEEP_DAYS = 30  # delivered and failed deliveries, with their events, then pruned
 
+    # RADIUS (portal.integrations.radius). The reply attributes per NAS type are configuration:
+    # RADIUS_NAS_TYPE picks one of RADIUS_PROFILES; each lists [attribute, op, value template]
+    # for an accepted service ("accept") and for the walled-garden group ("walled_garden").
+    # Templates see down_kbps, up_kbps, down_bps, up_bps, ip_address. Mikrotik-Rate-Limit is
+    # "rx/tx" from the router's side: the customer's upload first.
+    RADIUS_ENABLED = True
+    RADIUS_NAS_TYPE = "mikrotik"
+    RADIUS_WALLED_GARDEN_GROUP = "walled-garden"
+    RADIUS_PROFILES = {
+        "mikrotik": {
+            "accept": [["Mikrotik-Rate-Limit", ":=", "{up_kbps}k/{down_kbps}k"]],
+            "walled_garden": [["Mikrotik-Address-List", ":=", "walled-garden"]],
+        },
+        "wispr": {
+            "accept": [["WISPr-Bandwidth-Max-Up", ":=", "{up_bps}"], ["WISPr-Bandwidth-Max-Down", ":=", "{down_bps}"]],
+            "walled_garden": [["Framed-Pool", ":=", "walled-garden"]],
+        },
+    }
+    RADIUS_LOCAL_SECRET = "testing123"  # the 127.0.0.1 client of `flask radius config` (FreeRADIUS's example)
+    RADIUS_RETRY_BASE_SECONDS = 30.0  # a failed apply is retried after 30 s · 2ⁿ, at most an hour
+
     # Absolute links in e-mails sent outside a request (CLI, jobs).
     BASE_URL = "http://127.0.0.1:5000"
 

@@ -31,7 +31,14 @@ from portal.domain import DomainError
 from portal.domain import lifecycle as lc
 from portal.domain.actors import Actor
 from portal.domain.audit import record
-from portal.models import Customer, CustomerService, ServiceEventKind, ServiceState
+from portal.models import (
+    Customer,
+    CustomerService,
+    NetworkIdentity,
+    NetworkState,
+    ServiceEventKind,
+    ServiceState,
+)
 
 ACTIONS = ("block", "unblock", "cancel")
 MAX_SERVICES = 500
@@ -61,9 +68,11 @@ class ServiceFilter:
     location_id: int | None = None
     text: str = ""
     customer_id: int | None = None
+    network_state: NetworkState | None = None  # only services with network identity
 
     def is_empty(self) -> bool:
-        return not (self.state or self.definition_id or self.location_id or self.text or self.customer_id)
+        return not (self.state or self.definition_id or self.location_id or self.text or self.customer_id
+                    or self.network_state)
 
 
 def filtered_services(flt: ServiceFilter, location_ids: Collection[int] | None) -> Select:
@@ -86,6 +95,9 @@ def filtered_services(flt: ServiceFilter, location_ids: Collection[int] | None) 
         stmt = stmt.where(Customer.location_id == flt.location_id)
     if flt.customer_id is not None:
         stmt = stmt.where(CustomerService.customer_id == flt.customer_id)
+    if flt.network_state is not None:
+        stmt = stmt.join(NetworkIdentity, NetworkIdentity.customer_service_id == CustomerService.id).where(
+            NetworkIdentity.network_state == flt.network_state)
     text = (flt.text or "").strip()
     if text:
         key = search_key(text)

@@ -49,9 +49,12 @@ AUDIT_EVENTS: dict[str, str] = {
     "request.created": "request.created",
 }
 INVOICE_ISSUED = "invoice.issued"
+# Every provisioning outbox row (portal.domain.network.provision): for networks driven by other
+# means than the portal's drivers. The payload has the desired state, never the password.
+NETWORK_CHANGED = "network.changed"
 
 # Every type an endpoint can subscribe to, in the order the form lists them.
-EVENT_TYPES: tuple[str, ...] = tuple(sorted({*AUDIT_EVENTS.values(), INVOICE_ISSUED}))
+EVENT_TYPES: tuple[str, ...] = tuple(sorted({*AUDIT_EVENTS.values(), INVOICE_ISSUED, NETWORK_CHANGED}))
 
 # Their payload says which fields changed, not what they hold (personal data).
 _FIELDS_ONLY = ("customer.", "request.")

@@ -37,6 +37,7 @@ from portal.domain import DomainError
 from portal.domain.actors import Actor
 from portal.domain.audit import record
 from portal.domain.blocked_credit import credit_blocked_days
+from portal.domain.network import carry_over, provision
 from portal.domain.periods import (  # re-exported: moved to periods (used here too)
     CENT,
     add_months,
@@ -487,6 +488,7 @@ def _apply_change(session: Session, service: CustomerService, old_event: Service
             # Likewise a block for an unaccepted agreement: accepting it unblocks the successor.
             if blocked.details.get("agreement_id") is not None:
                 new_event.details = {**new_event.details, "agreement_id": blocked.details["agreement_id"]}
+    carry_over(session, service, successor)  # the identity moves on; the network learns the new speeds
     changes = {"state": [state, CANCELLED], "billing_to": [None, service.billing_to],
                "replaced_by_id": [None, successor.id], "to_definition_id": [None, target.id]}
     _audit(session, actor, "service.changed", service, old_event, changes)
@@ -519,6 +521,7 @@ def _step(session: Session, service: CustomerService, action: str, kind: Service
     event = _event(session, service, kind, actor=actor, on=on, from_state=from_state, to_state=to_state,
                    reason=reason, case=case, details=details)
     changes = _APPLY[action](session, service, event)
+    provision(session, service, reason=action)  # the network's desired state, same transaction
     _audit(session, actor, f"service.{kind.value}", service, event,
            {"state": [from_state, to_state], **changes, **({"case_id": case.id} if case is not None else {})})
     return event
@@ -561,6 +564,7 @@ def apply_scheduled(session: Session, *, today: date, actor: Actor) -> int:
             from_state = service.state
             _from, to_state = RULES[action]
             changes = _APPLY[action](session, service, event)
+            provision(session, service, reason=action)
             event.from_state, event.to_state, event.done_at = from_state, to_state, utcnow()
             _audit(session, actor, f"service.{event.kind.value}", service, event,
                    {"state": [from_state, to_state], "scheduled_by": event.actor_name, **changes})

@@ -47,6 +47,7 @@ from portal.jobs.handlers import domain_function, ping
 from portal.jobs.interrupted import JobNotResumable, is_resumable, reap_interrupted_jobs, resume_job
 from portal.jobs.params import actor_from_params, actor_to_params, to_json_safe
 from portal.jobs.progress import JobProgress, is_finished, progress_of
+from portal.jobs.provisioning import sync_network
 from portal.jobs.registry import (
     Handler,
     JobContext,
@@ -121,6 +122,7 @@ __all__ = [
     "run_here",
     "save_upload",
     "statement_import",
+    "sync_network",
     "to_json_safe",
     "unregister_handler",
     "uploads_dir",

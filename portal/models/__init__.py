@@ -1,4 +1,5 @@
 """The one model both faces share. Importing this package registers every table."""
+from . import radius  # noqa: F401 — FreeRADIUS's tables
 from .accounts import (  # noqa: F401
     RIGHTS,
     AuthSession,
@@ -77,6 +78,7 @@ from .dunning import (  # noqa: F401
     Reminder,
     ReminderLevel,
 )
+from .network import Desired, IpPool, NetworkIdentity, NetworkState, ProvisioningChange  # noqa: F401
 from .requests import CustomerRequest, RequestAttachment, RequestComment, RequestKind, RequestState  # noqa: F401
 from .services import (  # noqa: F401
     ActorType,

@@ -107,6 +107,9 @@ class ServiceDefinition(TimestampMixin, Base):
     valid_from: Mapped[date] = mapped_column(Date)
     valid_to: Mapped[date | None] = mapped_column(Date)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The speed profile of an internet service (kbit/s); none = not an internet service.
+    down_kbps: Mapped[int | None] = mapped_column(Integer)
+    up_kbps: Mapped[int | None] = mapped_column(Integer)
 
     group: Mapped[ServiceGroup] = relationship()
     allowed_targets: Mapped[list[ServiceDefinition]] = relationship(

@@ -15,6 +15,7 @@ from sqlalchemy.orm import joinedload
 from portal.domain import DomainError
 from portal.domain import cancellation as cancellation_rules
 from portal.domain import customer_requests as requests_rules
+from portal.domain import network as network_rules
 from portal.domain import profile as profile_rules
 from portal.domain.actors import Actor
 from portal.domain.agreements import covering_agreement
@@ -89,6 +90,9 @@ def service_detail(service_id: int):
         .order_by(Agreement.conclusion_date, Agreement.id)
     ).all()
     usage = profile_rules.service_usage(db.session, service)
+    # The customer's own access credentials (to set up the router), while the service runs.
+    access = (network_rules.identity_of(db.session, service)
+              if service.state in (ServiceState.ACTIVE, ServiceState.BLOCKED) else None)
     plan_form = PlanPreviewForm(formdata=None)
     plan = _plan_context(service, plan_form)
     plan_form.on.data = plan["default_on"]
@@ -98,6 +102,7 @@ def service_detail(service_id: int):
     return render("selfcare/service_detail.html", service=service, price=price_on(service, date.today()),
                   history=list(reversed(history)),
                   scheduled=scheduled, pending_change=pending_change, agreements=agreements, usage=usage, cancellable=cancellable,
+                  access=access, access_address=network_rules.address_text(access.ip_address) if access else "",
                   currency=current_user.customer.location.currency.value,
                   form=plan_form, preview=None, confirm_form=None, **{**plan, "changeable": plan["changeable"] and cancellable})
 

@@ -15,6 +15,7 @@ from portal.staff import (  # noqa: E402,F401
     customer_contacts,
     customers,
     dunning,
+    network,
     operators,
     outbox,
     payments,

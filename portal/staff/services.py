@@ -50,6 +50,7 @@ from portal.models import (
 from portal.models.agreements import agreement_services
 from portal.staff import bp
 from portal.staff.common import csv_response, operator_actor, scoped_customer_or_404, wants_csv
+from portal.staff.network_panel import network_panel, network_state_labels, network_state_or_none
 from portal.web.access import in_operator_locations, requires
 from portal.web.actions import carry_out, saved
 from portal.web.forms import choices, int_or_none, validated
@@ -114,6 +115,7 @@ class ServiceFilterForm(FlaskForm):
     state = SelectField(_l("State"), coerce=_state_or_none, validate_choice=False)
     definition = SelectField(_l("Tariff"), coerce=int_or_none, validate_choice=False)
     location = SelectField(_l("Location"), coerce=int_or_none, validate_choice=False)
+    network = SelectField(_l("Network"), coerce=network_state_or_none, validate_choice=False)
 
 
 class ActionForm(FlaskForm):
@@ -192,6 +194,7 @@ def _filter_from(form: ServiceFilterForm) -> bulk_rules.ServiceFilter:
         state=form.state.data if isinstance(form.state.data, ServiceState) else None,
         definition_id=form.definition.data,
         location_id=form.location.data,
+        network_state=form.network.data,
         text=(form.q.data or "").strip()[:100] if not form.q.errors else "",
     )
 
@@ -207,6 +210,7 @@ def _filter_form() -> ServiceFilterForm:
         in_operator_locations(select(Location.id, Location.name).order_by(Location.name), Location.id)
     ).all()
     form.location.choices = choices([(None, _("Any location"))] + [(loc.id, loc.name) for loc in locations])
+    form.network.choices = choices([(None, _("Any network state"))] + list(network_state_labels().items()))
     return form
 
 
@@ -217,7 +221,8 @@ def _state_label(state: ServiceState) -> str:
 
 def _filter_args(flt: bulk_rules.ServiceFilter) -> dict:
     return {k: v for k, v in {"q": flt.text, "state": flt.state.value if flt.state else None,
-                              "definition": flt.definition_id, "location": flt.location_id}.items() if v}
+                              "definition": flt.definition_id, "location": flt.location_id,
+                              "network": flt.network_state.value if flt.network_state else None}.items() if v}
 
 
 # -- list --------------------------------------------------------------------------------------
@@ -285,6 +290,7 @@ def _detail_context(service: CustomerService) -> dict:
         "actions": [(SLUG_OF[a], ACTIONS[SLUG_OF[a]][1]) for a in lc.allowed_actions(service)] if can_act else [],
         "earliest_end": lc.earliest_end_date(service, today) if service.state != ServiceState.CANCELLED else None,
         "today": today,
+        "network": network_panel(service, can_act),
     }
 
 
