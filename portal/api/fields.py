@@ -3,6 +3,7 @@ zone, dates ISO 8601, enums as their string values, ids as integers."""
 from __future__ import annotations
 
 import marshmallow as ma
+from flask_babel import lazy_gettext as _l
 
 DECIMAL_PATTERN = r"^-?[0-9]{1,12}(\.[0-9]{1,4})?$"
 
@@ -43,12 +44,33 @@ def ident(**kwargs) -> ma.fields.Integer:
     return ma.fields.Integer(strict=True, validate=ma.validate.Range(1, 2**31 - 1), **kwargs)
 
 
+NUL_REFUSED = _l("Text cannot contain the NUL character.")
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(isinstance(v, str) and "\x00" in v for v in value)
+    return False
+
+
 class Schema(ma.Schema):
     """Unknown fields in a request are refused, not silently dropped (a typo would lose data)."""
 
     class Meta:
         unknown = ma.RAISE
         ordered = True
+
+    @ma.pre_load
+    def _refuse_nul(self, data, **kwargs):
+        # PostgreSQL text cannot hold NUL: a 422 naming the field, not a failure in the
+        # database (the pages replace it in form data; an API client is told).
+        if isinstance(data, dict):
+            bad = [key for key, value in data.items() if _has_nul(value)]
+            if bad:
+                raise ma.ValidationError({key: [str(NUL_REFUSED)] for key in bad})
+        return data
 
 
 def query_ident(**kwargs) -> ma.fields.Integer:

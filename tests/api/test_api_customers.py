@@ -161,3 +161,11 @@ def test_list_costs_bounded_statements(db, api, count_queries):
         api.get("/api/v1/customers?limit=30")
     assert large.count == small.count
 
+
+
+def test_text_with_a_nul_character_is_refused_naming_the_field(db, api):
+    customer = CustomerFactory()
+    db.commit()
+    response = api.patch(f"/api/v1/customers/{customer.id}", json={"note": "a\x00b", "city": "Brno"})
+    assert response.status_code == 422
+    assert problem_fields(response) == {"note"}
